@@ -1,0 +1,1 @@
+"""Runtime inference: numpy, OpenCV and OpenVINO (or ONNX Runtime). Never imports torch."""

@@ -1,0 +1,44 @@
+"""Shared test fixtures and paths."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_CASES = REPO.parent / "shared" / "real-cases"
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture
+def real_mammography_case() -> Path:
+    """The real challenge input shipped beside the repo (skips when absent)."""
+    path = REAL_CASES / "2DBox_Mammography_demo.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def export_random_model(tmp_path_factory):
+    """Export a random-init model with the project's own CLI, once per (arch, seed) per session.
+
+    Returns a function ``(arch, seed=0) -> Path`` of the model folder.
+    """
+    import subprocess
+
+    cache: dict[tuple[str, int], Path] = {}
+
+    def _export(arch: str, seed: int = 0) -> Path:
+        key = (arch, seed)
+        if key not in cache:
+            out = tmp_path_factory.mktemp("models") / f"{arch}_seed{seed}"
+            cmd = [sys.executable, "-m", "train.export", "--arch", arch, "--random-init", "--seed", str(seed), "--out", str(out)]
+            subprocess.run(cmd, check=True, cwd=REPO)
+            cache[key] = out
+        return cache[key]
+
+    return _export

@@ -1,0 +1,1 @@
+"""PyTorch side: model definitions, checkpoint loading, fine-tuning and export."""
