@@ -7,6 +7,7 @@ whole token (never a substring test: `OCT` contains `CT`) and mapped to the test
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,13 @@ def load_key(path: Path, key: str) -> np.ndarray:
     """Read one array from an `.npz` file without unpickling.
 
     Raises:
-        ValueError: one line naming the file and the problem (missing file, not an npz archive,
-            missing key, object array).
+        ValueError: one line naming the file and the problem (missing file, not a zip archive,
+            missing key, object array, corrupt member).
     """
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if key not in archive.files:
@@ -54,5 +57,5 @@ def load_key(path: Path, key: str) -> np.ndarray:
         if str(error).startswith(str(path)):
             raise
         raise ValueError(f"{path}: cannot read '{key}' ({error})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"{path}: not a readable npz file ({type(error).__name__}: {error})") from None
