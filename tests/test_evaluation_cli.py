@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from evaluation.cases import case_modality, is_3d_case
+from evaluation.compute_metrics import main
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "evaluation" / "compute_metrics.py"
@@ -118,11 +119,13 @@ def test_kebab_flags_without_nsd_and_clean_exit(folders, tmp_path):
     assert [(r["case"], r["dsc"]) for r in rows] == [("2DBox_US_0001.npz", "0.5"), ("3DBox_CT_0001.npz", "0.4571")]
 
 
-def test_bad_arguments(tmp_path):
-    done = run_metrics("-s", str(tmp_path), "-g", str(tmp_path / "nope"), "-csv_dir", str(tmp_path / "m.csv"))
-    assert done.returncode == 2 and f"error: gt_dir {tmp_path / 'nope'} is not a folder" in done.stderr
-    done = run_metrics("-s", str(tmp_path), "-g", str(tmp_path), "-csv_dir", str(tmp_path / "m.csv"))
-    assert done.returncode == 2 and f"error: no *.npz ground truths in {tmp_path}" in done.stderr
-    done = run_metrics("-nsd", "maybe")
-    assert done.returncode == 2 and "expected true or false, got 'maybe'" in done.stderr
+def test_bad_arguments(tmp_path, capsys):
+    out = str(tmp_path / "m.csv")
+    assert main(["-s", str(tmp_path), "-g", str(tmp_path / "nope"), "-csv_dir", out]) == 2
+    assert f"error: gt_dir {tmp_path / 'nope'} is not a folder" in capsys.readouterr().err
+    assert main(["-s", str(tmp_path), "-g", str(tmp_path), "-csv_dir", out]) == 2
+    assert f"error: no *.npz ground truths in {tmp_path}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-nsd", "maybe"])
+    assert exit_info.value.code == 2 and "expected true or false, got 'maybe'" in capsys.readouterr().err
     assert not (tmp_path / "m.csv").exists()
