@@ -8,7 +8,9 @@ import pytest
 from scipy import ndimage
 from surface_distance.lookup_tables import _NEIGHBOUR_CODE_TO_NORMALS
 
-from evaluation.metrics import dice, score_case, surface_dice
+import surface_distance
+
+from evaluation.metrics import dice, score_case, sort_by_distance_then_area, surface_dice
 
 SQ2, SQ3 = math.sqrt(2.0), math.sqrt(3.0)
 
@@ -43,8 +45,8 @@ def reference_nsd(gt, pred, spacing, tolerance=2.0):
     sums, total = 0.0, 0.0
     for own, other in ((0, 1), (1, 0)):
         d, a = dists[other][borders[own]], table[codes[own][borders[own]]]
-        order = np.lexsort((a, d))
-        d, a = d[order], a[order]
+        if len(d):  # the recipe's order: sorted (distance, area) tuples
+            d, a = (np.array(column) for column in zip(*sorted(zip(d.tolist(), a.tolist()))))
         sums += np.sum(a[d <= tolerance])
         total += np.sum(a)
     with np.errstate(invalid="ignore"):
@@ -239,6 +241,16 @@ def test_input_errors():
         score_case(gts[None], gts[None])
     gts[1, 1] = 1
     assert score_case(gts, gts.astype(np.float64)).dsc == 1.0  # integral floats are labels
+
+
+def test_vectorised_sort_equals_sorting_tuples():
+    assert surface_distance.metrics._sort_distances_surfels is sort_by_distance_then_area
+    rng = np.random.default_rng(3)
+    distances = rng.choice([0.0, 1.0, 1.5, 2.0, 2.5, np.inf], 5000)  # many ties, like real distance maps
+    areas = rng.choice([0.2165, 0.5, 0.7071, 1.0], 5000)
+    expected = sorted(zip(distances.tolist(), areas.tolist()))
+    got_d, got_a = sort_by_distance_then_area(distances, areas)
+    assert list(zip(got_d.tolist(), got_a.tolist())) == expected
 
 
 # --- parity with the independent implementation on random masks ------------------------------------
