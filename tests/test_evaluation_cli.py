@@ -129,3 +129,13 @@ def test_bad_arguments(tmp_path, capsys):
         main(["-nsd", "maybe"])
     assert exit_info.value.code == 2 and "expected true or false, got 'maybe'" in capsys.readouterr().err
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_evaluation_stands_alone():
+    # importing every evaluation module must not need torch, infer or train
+    code = ("import sys\n"
+            "for name in ('torch', 'infer', 'train'):\n"
+            "    sys.modules[name] = None\n"
+            "import evaluation.compute_metrics, evaluation.time_eval, evaluation.overlay\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
