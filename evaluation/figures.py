@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-__all__ = ["DPI", "scaled_size", "draw_case_2d", "draw_case_3d", "draw_summary"]
+__all__ = ["DPI", "scaled_size", "object_slices", "draw_case_2d", "draw_case_3d", "draw_summary"]
 
 DPI = 100
 GT_COLOUR, PRED_COLOUR, BOX_COLOUR = "#00e000", "#ff2020", "#ffd800"

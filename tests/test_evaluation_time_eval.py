@@ -76,6 +76,7 @@ def stand_in(tmp_path) -> tuple[str, Path]:
 def test_two_cases_timed_one_at_a_time(tmp_path, stand_in):
     command, record = stand_in
     make_cases(tmp_path / "imgs", ["2DBox_US_0001.npz", "2DBox_US_0002.npz"])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "imgs").iterdir()}
     segs = tmp_path / "segs"
     done = run_time_eval("-i", str(tmp_path / "imgs"), "-o", str(segs), "--command", command, "--repeat", "2")
     assert done.returncode == 0, done.stderr
@@ -84,11 +85,11 @@ def test_two_cases_timed_one_at_a_time(tmp_path, stand_in):
     assert list(rows) == ["2DBox_US_0001.npz", "2DBox_US_0002.npz"]
     for index, (case, row) in enumerate(rows.items()):
         assert (row["runs"], row["status"]) == ("2", "ok")
-        assert 0.3 <= float(row["time_mean_s"]) < 5.0 and float(row["time_std_s"]) >= 0.0
+        assert 0.3 <= float(row["time_mean_s"]) < 30.0 and float(row["time_std_s"]) >= 0.0  # sleeps 0.3 s
         assert float(row["peak_memory_mib"]) > 10  # a Python interpreter with numpy
         with np.load(segs / case) as out:
             assert out["segs"].shape == (8 + index, 9)
-    assert not (tmp_path / "imgs" / "2DBox_US_0001.npz").stat().st_size == 0  # inputs untouched
+    assert {p.name: p.read_bytes() for p in (tmp_path / "imgs").iterdir()} == before  # inputs untouched
 
 
 def test_failures_are_recorded_and_the_run_goes_on(tmp_path, stand_in):
@@ -127,7 +128,7 @@ def test_timeout_kills_the_run(tmp_path):
                          "sleep 30", "--timeout", "0.5")
     assert done.returncode == 1
     row = read_rows(tmp_path / "segs" / "running_time.csv")["2DBox_US_0001.npz"]
-    assert row["status"] == "timed out after 0.5 s (run 1 of 1)" and float(row["time_mean_s"]) < 5
+    assert row["status"] == "timed out after 0.5 s (run 1 of 1)" and float(row["time_mean_s"]) < 15
 
 
 def test_docker_command_is_the_organisers():
