@@ -113,7 +113,7 @@ def read_boxes_file(path: Path, ndim: int) -> tuple[np.ndarray, np.ndarray | Non
             raise ValueError("unknown boxes file format; expected .csv or .json")
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 2 * ndim)
         labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-    except (ValueError, TypeError, KeyError, OSError, json.JSONDecodeError, csv.Error) as exc:
+    except (ValueError, TypeError, KeyError, OSError, csv.Error) as exc:
         raise ConversionError(path, str(exc)) from None
     if boxes.shape[0] == 0:
         raise ConversionError(path, "no boxes")
@@ -135,13 +135,22 @@ def _parse_csv(path: Path, ndim: int) -> tuple[list[list[float]], list[int] | No
         if missing:
             raise ValueError(f"CSV header lacks column(s) {', '.join(missing)} (needs {','.join(columns)})")
         rows = list(reader)
-    boxes = [[float(row[c]) for c in columns] for row in rows]
     has_labels = "label" in (reader.fieldnames or [])
-    return boxes, [int(row["label"]) for row in rows] if has_labels else None
+    boxes, labels = [], []
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        try:
+            boxes.append([float(row[c]) for c in columns])
+            labels.append(int(row["label"]) if has_labels else 0)
+        except (TypeError, ValueError):
+            raise ValueError(f"CSV line {number} has a missing or non-numeric value") from None
+    return boxes, labels if has_labels else None
 
 
 def _parse_json(path: Path, ndim: int) -> tuple[list[list[float]], list[int] | None]:
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc})") from None
     boxes, labels = (data.get("boxes"), data.get("labels")) if isinstance(data, dict) else (data, None)
     if not isinstance(boxes, list) or any(not isinstance(b, list) or len(b) != 2 * ndim for b in boxes):
         raise ValueError(f"JSON needs a list of boxes with {2 * ndim} numbers each ({', '.join(box_columns(ndim))})")

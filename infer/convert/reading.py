@@ -55,13 +55,13 @@ def read_image(path: Path, series_uid: str | None = None) -> sitk.Image:
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    uids = _quietly(sitk.ImageSeriesReader.GetGDCMSeriesIDs, str(folder))
     if not uids:
         raise ConversionError(folder, "no DICOM series found in the folder")
     if series_uid is None:
         if len(uids) > 1:
             raise ConversionError(
-                folder, f"mixed DICOM series: {len(uids)} series in one folder ({', '.join(uids)}); choose one"
+                folder, f"mixed DICOM series: {len(uids)} series in one folder ({', '.join(uids)}); choose one by its UID"
             )
         series_uid = uids[0]
     elif series_uid not in uids:
@@ -74,6 +74,16 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
         return reader.Execute()
     except RuntimeError as exc:
         raise ConversionError(folder, f"unreadable DICOM series ({itk_reason(exc)})") from None
+
+
+def _quietly(function, *args):
+    """Call a SimpleITK function with ITK's stderr warnings off (we raise our own errors)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return function(*args)
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _check_slices(folder: Path, files: tuple[str, ...]) -> None:
