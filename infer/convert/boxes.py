@@ -27,17 +27,26 @@ from typing import Callable, Literal
 import numpy as np
 from scipy import ndimage
 
+from infer.convert.blocks import slabs
 from infer.convert.errors import ConversionError
 
 BoxCoords = Literal["voxel", "physical"]
 MAX_BOXES = int(np.iinfo(np.uint16).max)  # segs are uint16
-_BINCOUNT_LIMIT = 1 << 24  # above this label value, find present labels by sorting instead
+_LUT_LIMIT = 1 << 24  # label values index a lookup table of this many entries at most
 
 
 def box_columns(ndim: int) -> list[str]:
     """Column names of a box for a ``ndim``-D image (ITK order: mins then maxes)."""
     axes = "xyz"[:ndim]
     return [f"{a}_min" for a in axes] + [f"{a}_max" for a in axes]
+
+
+def apply_lut(lut: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``lut[labels]`` slab by slab, so NumPy's int64 index copies stay small on large volumes."""
+    out = np.empty(labels.shape, dtype=lut.dtype)
+    for rows in slabs(labels):
+        out[rows] = lut[labels[rows]]
+    return out
 
 
 def relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +61,6 @@ def relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if np.issubdtype(labels.dtype, np.floating):
         if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
             raise ValueError("label map has non-integer values")
-        labels = labels.astype(np.int64)
     elif not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"label map has non-numeric type {labels.dtype}")
     low, high = int(labels.min()), int(labels.max())
@@ -60,21 +68,20 @@ def relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"label map has negative values (minimum {low})")
     if high == 0:
         raise ValueError("label map is empty (no voxel > 0)")
-    if high < _BINCOUNT_LIMIT:
-        values = np.flatnonzero(np.bincount(labels.ravel(), minlength=high + 1))
-    else:
-        values = np.unique(labels)
-    values = values[values > 0]
+    if high >= _LUT_LIMIT:
+        raise ValueError(f"label value {high} is too large; relabel to values below {_LUT_LIMIT}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        labels = labels.astype(np.uint32)
+    counts = np.zeros(high + 1, dtype=np.int64)
+    for rows in slabs(labels):
+        counts += np.bincount(labels[rows].ravel(), minlength=high + 1)
+    values = np.flatnonzero(counts[1:]) + 1
     if values.size > MAX_BOXES:
         raise ValueError(f"label map has {values.size} labels; at most {MAX_BOXES} are supported")
     dtype = np.uint8 if values.size <= np.iinfo(np.uint8).max else np.uint16
-    if high < _BINCOUNT_LIMIT:
-        lut = np.zeros(high + 1, dtype=dtype)
-        lut[values] = np.arange(1, values.size + 1, dtype=dtype)
-        gts = lut[labels]
-    else:
-        gts = (np.searchsorted(values, labels) + 1).astype(dtype) * (labels > 0)
-    return gts, values.astype(np.int64)
+    lut = np.zeros(high + 1, dtype=dtype)
+    lut[values] = np.arange(1, values.size + 1)
+    return apply_lut(lut, labels), values.astype(np.int64)
 
 
 def boxes_from_labels(gts: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from infer.convert.boxes import apply_lut
 from infer.convert.errors import ConversionError
 from infer.convert.geometry import image_from_array
 from infer.convert.to_npz import GEOMETRY_FORMAT
@@ -66,7 +67,7 @@ def original_labels(segs: np.ndarray, record: dict[str, Any], box_labels: bool) 
     else:
         lut = np.asarray([0, *values], dtype=np.int64)
     dtype = next(t for t in (np.uint8, np.uint16, np.uint32) if lut.max() <= np.iinfo(t).max)
-    return lut.astype(dtype)[segs]
+    return apply_lut(lut.astype(dtype), segs)
 
 
 def convert_from_npz(

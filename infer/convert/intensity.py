@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from infer.convert.blocks import slabs
+
 IntensityMethod = Literal["window", "percentile", "8bit"]
 INTENSITY_METHODS = ("window", "percentile", "8bit")
 
@@ -33,7 +35,6 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
 }
 DEFAULT_CT_WINDOW = "abdomen"
 PERCENTILES = (0.5, 99.5)
-_BLOCK_ELEMENTS = 1 << 22  # float64 working block (32 MB): bounds memory on 300 x 512 x 512 volumes
 
 
 def _clipped_minmax_uint8(image: np.ndarray, low: float, high: float, keep_zeros: bool) -> np.ndarray:
@@ -43,13 +44,17 @@ def _clipped_minmax_uint8(image: np.ndarray, low: float, high: float, keep_zeros
     out = np.zeros(image.shape, dtype=np.uint8)
     if cmax == cmin:
         return out
-    step = max(1, _BLOCK_ELEMENTS // max(1, image[:1].size))
-    for start in range(0, image.shape[0], step):
-        block = image[start : start + step]
-        scaled = (np.clip(block.astype(np.float64), low, high) - cmin) / (cmax - cmin) * 255.0
+    for rows in slabs(image):
+        block = image[rows]
+        scaled = block.astype(np.float64)  # in place from here: same IEEE operations, fewer copies
+        np.maximum(scaled, low, out=scaled)
+        np.minimum(scaled, high, out=scaled)
+        scaled -= cmin
+        scaled /= cmax - cmin
+        scaled *= 255.0
         if keep_zeros:
             scaled[block == 0] = 0
-        out[start : start + step] = scaled.astype(np.uint8)
+        out[rows] = scaled
     return out
 
 

@@ -91,7 +91,7 @@ def convert_to_npz(
         raise ValueError("re-orientation applies to 3D volumes only")
     image = reorient(source, orient)
 
-    imgs, intensity_record = _intensities(image_path, sitk.GetArrayFromImage(image), kind, modality, intensity, window)
+    imgs, intensity_record = _intensities(image_path, sitk.GetArrayViewFromImage(image), kind, modality, intensity, window)
     gts = None
     if labels_path is not None:
         gts, values = _labels(Path(labels_path), source, kind, orient)
@@ -164,7 +164,7 @@ def _labels(path: Path, source: sitk.Image, kind: str, orient: str | None) -> tu
         raise ConversionError(path, f"label map does not match the image: {problem}")
     if orient is not None:
         labels = reorient(labels, orient)
-    return _checked(path, relabel, sitk.GetArrayFromImage(labels))
+    return _checked(path, relabel, sitk.GetArrayViewFromImage(labels))
 
 
 def _file_boxes(
