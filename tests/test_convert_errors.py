@@ -97,6 +97,13 @@ def test_empty_label_map(tmp_path, ct):
     _fails(tmp_path, f"{labels}: label map is empty (no voxel > 0)", ct, labels_path=labels)
 
 
+def test_non_integer_label_map(tmp_path, ct):
+    values = label_volume().astype(np.float32)
+    values[0, 0, 0] = 2.5
+    labels = write(volume_image(values), tmp_path / "labels.nii.gz")
+    _fails(tmp_path, f"{labels}: label map has non-integer values", ct, labels_path=labels)
+
+
 def test_jpeg_label_map(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 5), np.uint8)), str(tmp_path / "p.png"))
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((5, 5), np.uint8)), str(tmp_path / "l.jpg"))

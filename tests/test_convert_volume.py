@@ -80,7 +80,7 @@ def test_oblique_anisotropic_round_trip_through_the_cli(tmp_path):
 
 def test_margins_are_clipped_to_the_image(tmp_path):
     write(volume_image(ct_volume()), tmp_path / "ct.nii.gz")
-    write(volume_image(label_volume()), tmp_path / "labels.nii.gz")
+    write(volume_image(label_volume().astype(np.float32)), tmp_path / "labels.nii.gz")  # float labels are common
     convert_to_npz(tmp_path / "ct.nii.gz", tmp_path / "out", "CT", case_id="m", labels_path=tmp_path / "labels.nii.gz", margin=2, margin_z=1)
     with np.load(tmp_path / "out" / "imgs" / "3DBox_CT_m.npz") as case:
         np.testing.assert_array_equal(
@@ -182,3 +182,15 @@ def test_mr_and_pet_volumes_use_percentiles(tmp_path, modality):
     # value 72: (72 - 1.715) / 141.57 * 255 = 126.60 -> 126; zeros stay 0
     assert imgs[0, 0, 0] == 0 and imgs[1, 7, 7] == 126
     assert imgs[0, 2, 2] == 0 and imgs[3, 7, 7] == 255
+
+
+def test_cli_window_flags_apply_a_window_to_any_modality(tmp_path):
+    from infer.convert.__main__ import main
+
+    volume = np.array([-100, -50, 0, 100], np.int16).reshape(1, 1, 4)
+    write(volume_image(volume), tmp_path / "mr.nii.gz")
+    (tmp_path / "b.json").write_text("[[0, 0, 0, 3, 0, 0]]")
+    argv = ["to-npz", str(tmp_path / "mr.nii.gz"), "--modality", "MR", "--boxes", str(tmp_path / "b.json"), "--id", "w"]
+    assert main([*argv, "--out-dir", str(tmp_path / "out"), "--window-level=0", "--window-width", "200"]) == 0
+    # [-100, 100]: -50 -> 50/200*255 = 63.75 -> 63, 0 -> 127.5 -> 127
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "imgs" / "3DBox_MR_w.npz")["imgs"], [[[0, 63, 127, 255]]])

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--margin-z", type=int, default=0, help="voxels added to every box side in z (default: 0)")
     to.add_argument(
         "--intensity", choices=("auto", *INTENSITY_METHODS), default="auto",
-        help="auto: 2D pictures 8bit, CT volumes window, other volumes percentile (default: auto)",
+        help="auto: a window when --window* is given, else 2D pictures 8bit, CT volumes window, "
+        "other volumes percentile (default: auto)",
     )
     to.add_argument("--window", help=f"CT window preset: {', '.join(f'{k} {l:g}/{w:g}' for k, (l, w) in CT_WINDOWS.items())} (default: abdomen)")
     to.add_argument("--window-level", type=float, help="custom CT window level (HU), with --window-width")
@@ -60,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_to_npz(args: argparse.Namespace) -> int:
     window = resolve_window(args.window, args.window_level, args.window_width)
+    window_given = args.window is not None or args.window_level is not None
+    intensity = "window" if window_given and args.intensity == "auto" else args.intensity
     written = convert_to_npz(
         args.image, args.out_dir, args.modality, case_id=args.case_id, labels_path=args.labels,
         boxes_path=args.boxes, box_coords=args.box_coords, margin=args.margin, margin_z=args.margin_z,
-        intensity=args.intensity, window=window, orient=args.orient, series_uid=args.series_uid,
+        intensity=intensity, window=window, orient=args.orient, series_uid=args.series_uid,
         overwrite=args.overwrite,
     )
     for path in written:
