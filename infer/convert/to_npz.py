@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from infer.convert.boxes import BoxCoords, boxes_from_labels, boxes_to_grid, grow_boxes, read_boxes_file, relabel
 from infer.convert.errors import ConversionError
 from infer.convert.geometry import geometry_record, grid_mismatch, reorient
-from infer.convert.intensity import to_rgb, to_uint8
+from infer.convert.intensity import CT_WINDOWS, DEFAULT_CT_WINDOW, to_rgb, to_uint8
 from infer.convert.modality import canonical_modality
 from infer.convert.reading import LOSSY_SUFFIXES, PICTURE_SUFFIXES, VOLUME_SUFFIXES, file_kind, read_image
 from infer.convert.writing import json_writer, npz_writer, write_all
@@ -49,7 +49,7 @@ def convert_to_npz(
     margin: int = 0,
     margin_z: int = 0,
     intensity: str = "auto",
-    window: tuple[float, float] = (40.0, 400.0),
+    window: tuple[float, float] = CT_WINDOWS[DEFAULT_CT_WINDOW],
     orient: str | None = None,
     series_uid: str | None = None,
     overwrite: bool = False,
@@ -171,14 +171,16 @@ def _file_boxes(
     path: Path, coords: BoxCoords, source: sitk.Image, image: sitk.Image, orient: str | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Boxes of a boxes file on the output grid and their optional labels."""
-    raw, labels = read_boxes_file(path, source.GetDimension())
-    if coords == "physical":
-        to_index = image.TransformPhysicalPointToContinuousIndex
-    elif coords == "voxel" and orient is None:
-        to_index = tuple
-    elif coords == "voxel":
-        to_index = lambda p: image.TransformPhysicalPointToContinuousIndex(source.TransformContinuousIndexToPhysicalPoint(p))  # noqa: E731
-    else:
+    if coords not in ("voxel", "physical"):
         raise ValueError(f"box coordinates {coords!r} must be 'voxel' or 'physical'")
-    to_point = lambda p: to_index(tuple(float(v) for v in p))  # noqa: E731
-    return _checked(path, boxes_to_grid, raw, coords, source.GetSize(), to_point, image.GetSize()), labels
+    raw, labels = read_boxes_file(path, source.GetDimension())
+
+    def to_index(corner: np.ndarray) -> tuple[float, ...]:
+        point = tuple(float(v) for v in corner)
+        if coords == "voxel":
+            if orient is None:
+                return point
+            point = source.TransformContinuousIndexToPhysicalPoint(point)
+        return image.TransformPhysicalPointToContinuousIndex(point)
+
+    return _checked(path, boxes_to_grid, raw, coords, source.GetSize(), to_index, image.GetSize()), labels
