@@ -5,7 +5,7 @@
 Synthesises an int16 CT phantom (air, body, bones, noise) with six labelled organs on an
 anisotropic grid, then runs ``to-npz`` (labels -> boxes, abdomen window) and ``from-npz``
 (the gts as an identity segmentation) as separate processes, each measured for wall seconds
-and peak resident memory (Linux ``VmHWM``), and checks the mask equals the labels.
+CPU seconds and peak resident memory (Linux ``VmHWM``), and checks the mask equals the labels.
 """
 from __future__ import annotations
 
@@ -44,25 +44,28 @@ def phantom(shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.
 # Runs the CLI and reports the process's own peak RSS (VmHWM: the high-water mark of this
 # process image, unlike ru_maxrss, which keeps the forking parent's peak across exec).
 _WRAPPER = """
-import atexit, runpy, sys
+import atexit, resource, runpy, sys
 def report():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     with open('/proc/self/status') as status:
         sys.stderr.write(next(line for line in status if line.startswith('VmHWM:')))
+    sys.stderr.write(f'CPU: {usage.ru_utime + usage.ru_stime}\\n')
 atexit.register(report)
 sys.argv = ['infer.convert', *sys.argv[1:]]
 runpy.run_module('infer.convert', run_name='__main__', alter_sys=True)
 """
 
 
-def measured(arguments: list[str]) -> tuple[float, float]:
-    """Run ``python -m infer.convert ARGUMENTS``; return (wall seconds, peak RSS in MiB)."""
+def measured(arguments: list[str]) -> tuple[float, float, float]:
+    """Run ``python -m infer.convert ARGUMENTS``; return (wall s, CPU s, peak RSS MiB)."""
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-c", _WRAPPER, *arguments], cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if run.returncode != 0:
         raise RuntimeError(f"infer.convert {' '.join(arguments)} failed: {run.stderr.strip()}")
     peak_kib = int(run.stderr.rsplit("VmHWM:", 1)[1].split()[0])
-    return seconds, peak_kib / 1024
+    cpu = float(run.stderr.rsplit("CPU:", 1)[1].split()[0])
+    return seconds, cpu, peak_kib / 1024
 
 
 def main() -> None:
@@ -81,7 +84,7 @@ def main() -> None:
         image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
         sitk.WriteImage(image, str(work / name), useCompression=True)
 
-    to_s, to_mb = measured(
+    to_s, to_cpu, to_mb = measured(
         ["to-npz", str(work / "ct.nii.gz"), "--modality", "CT", "--labels", str(work / "labels.nii.gz"),
                "--out-dir", str(work / "out"), "--id", "bench", "--overwrite"]
     )
@@ -89,7 +92,7 @@ def main() -> None:
     gts = np.load(work / "out" / "gts" / f"{name}.npz")["gts"]
     (work / "segs").mkdir(exist_ok=True)
     np.savez_compressed(work / "segs" / f"{name}.npz", segs=gts.astype(np.uint16))
-    from_s, from_mb = measured(
+    from_s, from_cpu, from_mb = measured(
         ["from-npz", str(work / "segs" / f"{name}.npz"), "--geometry", str(work / "out" / "geometry"),
                "--out", str(work / "masks"), "--overwrite"]
     )
@@ -97,8 +100,8 @@ def main() -> None:
     same = bool(np.array_equal(mask, labels))
     boxes = np.load(work / "out" / "imgs" / f"{name}.npz")["boxes"]
     print(f"volume {tuple(args.shape)} int16, {boxes.shape[0]} labels -> boxes, files in {work}")
-    print(f"to-npz   {to_s:6.1f} s  peak RSS {to_mb:7.0f} MiB")
-    print(f"from-npz {from_s:6.1f} s  peak RSS {from_mb:7.0f} MiB")
+    print(f"to-npz   wall {to_s:6.1f} s  CPU {to_cpu:6.1f} s  peak RSS {to_mb:5.0f} MiB")
+    print(f"from-npz wall {from_s:6.1f} s  CPU {from_cpu:6.1f} s  peak RSS {from_mb:5.0f} MiB")
     print(f"mask equals the label map voxel for voxel: {same}")
     if not same:
         sys.exit(1)
