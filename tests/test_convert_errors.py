@@ -56,7 +56,11 @@ def test_mixed_dicom_series(tmp_path, ct):
     write_dicom_series(volume_image(ct_volume()), tmp_path / "dicom", "1.2.3.4")
     write_dicom_series(volume_image(ct_volume(seed=2)), tmp_path / "dicom", "1.2.3.5")
     folder = tmp_path / "dicom"
-    _fails(tmp_path, f"{folder}: mixed DICOM series: 2 series in one folder (1.2.3.4, 1.2.3.5); choose one by its UID", folder, labels_path=ct)
+    _fails(
+        tmp_path,
+        f"{folder}: mixed DICOM series: 2 series in one folder (1.2.3.4, 1.2.3.5); choose one by its UID",
+        folder, labels_path=ct,
+    )
     convert_to_npz(folder, tmp_path / "picked", "CT", boxes_path=_csv(tmp_path, "0,0,0,3,3,3"), series_uid="1.2.3.5")
     assert np.load(tmp_path / "picked" / "imgs" / "3DBox_CT_dicom.npz")["imgs"].shape == (12, 20, 16)
 
@@ -79,7 +83,11 @@ def test_folder_without_dicom(tmp_path, ct):
 
 def test_label_map_of_another_shape(tmp_path, ct):
     labels = write(volume_image(label_volume()[:, :, :-1]), tmp_path / "labels.nii.gz")
-    _fails(tmp_path, f"{labels}: label map does not match the image: size [15, 20, 12] differs from [16, 20, 12]", ct, labels_path=labels)
+    _fails(
+        tmp_path,
+        f"{labels}: label map does not match the image: size [15, 20, 12] differs from [16, 20, 12]",
+        ct, labels_path=labels,
+    )
 
 
 def test_label_map_on_another_grid(tmp_path, ct):
@@ -107,7 +115,11 @@ def test_non_integer_label_map(tmp_path, ct):
 def test_jpeg_label_map(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 5), np.uint8)), str(tmp_path / "p.png"))
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((5, 5), np.uint8)), str(tmp_path / "l.jpg"))
-    _fails(tmp_path, f"{tmp_path / 'l.jpg'}: JPEG is lossy and cannot hold a label map; use PNG", tmp_path / "p.png", labels_path=tmp_path / "l.jpg")
+    _fails(
+        tmp_path,
+        f"{tmp_path / 'l.jpg'}: JPEG is lossy and cannot hold a label map; use PNG",
+        tmp_path / "p.png", labels_path=tmp_path / "l.jpg",
+    )
 
 
 def _csv(tmp_path, *rows):
@@ -144,11 +156,23 @@ def test_physical_box_outside_the_image(tmp_path, ct):
 
 def test_boxes_file_problems(tmp_path, ct):
     (tmp_path / "b.csv").write_text("x_min,y_min,x_max,y_max\n5,0,6,3\n")
-    _fails(tmp_path, f"{tmp_path / 'b.csv'}: CSV header lacks column(s) z_min, z_max (needs x_min,y_min,z_min,x_max,y_max,z_max)", ct, boxes_path=tmp_path / "b.csv")
+    _fails(
+        tmp_path,
+        f"{tmp_path / 'b.csv'}: CSV header lacks column(s) z_min, z_max (needs x_min,y_min,z_min,x_max,y_max,z_max)",
+        ct, boxes_path=tmp_path / "b.csv",
+    )
     (tmp_path / "b.json").write_text('{"boxes": [[1, 2, 3')
-    _fails(tmp_path, f"{tmp_path / 'b.json'}: invalid JSON (Expecting ',' delimiter: line 1 column 20 (char 19))", ct, boxes_path=tmp_path / "b.json")
+    _fails(
+        tmp_path,
+        f"{tmp_path / 'b.json'}: invalid JSON (Expecting ',' delimiter: line 1 column 20 (char 19))",
+        ct, boxes_path=tmp_path / "b.json",
+    )
     (tmp_path / "b.yaml").write_text("boxes: []")
-    _fails(tmp_path, f"{tmp_path / 'b.yaml'}: unknown boxes file format; expected .csv or .json", ct, boxes_path=tmp_path / "b.yaml")
+    _fails(
+        tmp_path,
+        f"{tmp_path / 'b.yaml'}: unknown boxes file format; expected .csv or .json",
+        ct, boxes_path=tmp_path / "b.yaml",
+    )
 
 
 def test_a_failing_write_leaves_nothing(tmp_path, ct, monkeypatch):
@@ -215,7 +239,8 @@ def test_cli_from_npz_batch_goes_on_after_a_bad_case(tmp_path, ct, capsys):
 def test_cli_to_npz_prints_one_line_and_exits_1(tmp_path, ct):
     labels = write(volume_image(np.zeros((12, 20, 16), np.uint8)), tmp_path / "labels.nii.gz")
     run = subprocess.run(
-        [sys.executable, "-m", "infer.convert", "to-npz", str(ct), "--modality", "CT", "--labels", str(labels), "--out-dir", str(tmp_path / "out")],
+        [sys.executable, "-m", "infer.convert", "to-npz", str(ct), "--modality", "CT", "--labels", str(labels)]
+        + ["--out-dir", str(tmp_path / "out")],
         cwd=REPO, capture_output=True, text=True,
     )
     assert run.returncode == 1

@@ -13,7 +13,10 @@ def _python(code: str) -> str:
 
 
 def test_infer_does_not_import_the_converter():
-    out = _python("import sys, infer, infer.preprocess, infer.model_spec; print('SimpleITK' in sys.modules, 'infer.convert' in sys.modules)")
+    out = _python(
+        "import sys, infer, infer.preprocess, infer.model_spec\n"
+        "print('SimpleITK' in sys.modules, 'infer.convert' in sys.modules)"
+    )
     assert out.split() == ["False", "False"]
 
 

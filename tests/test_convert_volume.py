@@ -81,7 +81,8 @@ def test_oblique_anisotropic_round_trip_through_the_cli(tmp_path):
 def test_margins_are_clipped_to_the_image(tmp_path):
     write(volume_image(ct_volume()), tmp_path / "ct.nii.gz")
     write(volume_image(label_volume().astype(np.float32)), tmp_path / "labels.nii.gz")  # float labels are common
-    convert_to_npz(tmp_path / "ct.nii.gz", tmp_path / "out", "CT", case_id="m", labels_path=tmp_path / "labels.nii.gz", margin=2, margin_z=1)
+    labels = tmp_path / "labels.nii.gz"
+    convert_to_npz(tmp_path / "ct.nii.gz", tmp_path / "out", "CT", case_id="m", labels_path=labels, margin=2, margin_z=1)
     with np.load(tmp_path / "out" / "imgs" / "3DBox_CT_m.npz") as case:
         np.testing.assert_array_equal(
             case["boxes"], [[0, 8, 6, 15, 13, 8], [2, 1, 1, 8, 10, 5], [13, 17, 10, 15, 19, 11]]
@@ -148,7 +149,8 @@ def test_physical_boxes_on_a_flipped_anisotropic_grid(tmp_path):
     write(volume_image(ct_volume(), **grid), tmp_path / "ct.nii.gz")
     # x 6..8 mm -> i 8..4; y 20.8..24 -> j 1..5; z 1..7 -> k 2..4
     (tmp_path / "boxes.json").write_text(json.dumps({"boxes": [[6.0, 20.8, 1.0, 8.0, 24.0, 7.0]]}))
-    convert_to_npz(tmp_path / "ct.nii.gz", tmp_path / "out", "CT", case_id="p", boxes_path=tmp_path / "boxes.json", box_coords="physical")
+    boxes = tmp_path / "boxes.json"
+    convert_to_npz(tmp_path / "ct.nii.gz", tmp_path / "out", "CT", case_id="p", boxes_path=boxes, box_coords="physical")
     with np.load(tmp_path / "out" / "imgs" / "3DBox_CT_p.npz") as case:
         np.testing.assert_array_equal(case["boxes"], [[4, 1, 2, 8, 5, 4]])
 

@@ -19,18 +19,23 @@ from infer.convert.to_npz import convert_to_npz
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infer.convert",
-        description="Convert NIfTI / DICOM / 2D images to challenge npz files, and segs npz files back to label images.",
+        description="Convert NIfTI / DICOM / 2D images to challenge npz files, and segs npz files back to "
+        "label images.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     to = commands.add_parser("to-npz", help="NIfTI / DICOM folder / 2D image -> challenge npz (+ gts, geometry JSON)")
     to.add_argument("image", type=Path, help="NIfTI/MHA/NRRD volume, DICOM series folder, or PNG/JPEG/TIFF/BMP image")
-    to.add_argument("--modality", required=True, help=f"one of {', '.join(MODALITIES)} (aliases such as MRI, XRay accepted)")
+    to.add_argument(
+        "--modality", required=True, help=f"one of {', '.join(MODALITIES)} (aliases such as MRI, XRay accepted)"
+    )
     to.add_argument("--out-dir", type=Path, required=True, help="writes imgs/, gts/ and geometry/ below this folder")
     prompts = to.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--labels", type=Path, help="label map on the image grid: one box per label, plus a gts npz")
     prompts.add_argument("--boxes", type=Path, help="boxes file (.csv or .json; see docs/convert.md)")
-    to.add_argument("--box-coords", choices=("voxel", "physical"), default="voxel", help="coordinates in --boxes (default: voxel)")
+    to.add_argument(
+        "--box-coords", choices=("voxel", "physical"), default="voxel", help="coordinates in --boxes (default: voxel)"
+    )
     to.add_argument("--id", dest="case_id", help="case id in <2D|3D>Box_<Modality>_<id>.npz (default: the input name)")
     to.add_argument("--margin", type=int, default=0, help="voxels added to every box side in x and y (default: 0)")
     to.add_argument("--margin-z", type=int, default=0, help="voxels added to every box side in z (default: 0)")
@@ -39,10 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: a window when --window* is given, else 2D pictures 8bit, CT volumes window, "
         "other volumes percentile (default: auto)",
     )
-    to.add_argument("--window", help=f"CT window preset: {', '.join(f'{k} {l:g}/{w:g}' for k, (l, w) in CT_WINDOWS.items())} (default: abdomen)")
+    presets = ", ".join(f"{name} {level:g}/{width:g}" for name, (level, width) in CT_WINDOWS.items())
+    to.add_argument("--window", help=f"CT window preset: {presets} (default: abdomen)")
     to.add_argument("--window-level", type=float, help="custom CT window level (HU), with --window-width")
     to.add_argument("--window-width", type=float, help="custom CT window width (HU), with --window-level")
-    to.add_argument("--orient", help="re-orient volumes to this code first, e.g. LPS for axial slices (default: as stored)")
+    to.add_argument(
+        "--orient", help="re-orient volumes to this code first, e.g. LPS for axial slices (default: as stored)"
+    )
     to.add_argument("--series-uid", help="DICOM series to read when the folder holds several")
     to.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -54,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=sorted({s for v in MASK_SUFFIXES.values() for s in v}),
         help="output suffix in a folder (default: .nii.gz for 3D, .png for 2D)",
     )
-    back.add_argument("--box-labels", action="store_true", help="keep box numbers 1..N instead of the original label values")
+    back.add_argument(
+        "--box-labels", action="store_true", help="keep box numbers 1..N instead of the original label values"
+    )
     back.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return parser
 

@@ -86,7 +86,8 @@ def convert_from_npz(
     record = load_geometry(geometry_path)
     ndim = int(record["dimension"])
     if not out_path.name.lower().endswith(MASK_SUFFIXES[ndim]):
-        raise ConversionError(out_path, f"unsupported mask format for a {ndim}D case; use {', '.join(MASK_SUFFIXES[ndim])}")
+        suffixes = ", ".join(MASK_SUFFIXES[ndim])
+        raise ConversionError(out_path, f"unsupported mask format for a {ndim}D case; use {suffixes}")
     segs = load_segs(segs_path)
     try:
         labels = original_labels(segs, record, box_labels)

@@ -131,7 +131,9 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a grey, RGB or RGBA image, got an array of shape {image.shape}")
 
 
-def resolve_window(preset: str | None = None, level: float | None = None, width: float | None = None) -> tuple[float, float]:
+def resolve_window(
+    preset: str | None = None, level: float | None = None, width: float | None = None
+) -> tuple[float, float]:
     """``(level, width)`` from a preset name or a custom pair; the abdomen window by default."""
     if level is not None or width is not None:
         if level is None or width is None or preset is not None:
@@ -141,5 +143,7 @@ def resolve_window(preset: str | None = None, level: float | None = None, width:
         return float(level), float(width)
     name = (preset or DEFAULT_CT_WINDOW).lower()
     if name not in CT_WINDOWS:
-        raise ValueError(f"unknown CT window {preset!r}; expected one of {', '.join(CT_WINDOWS)} or a custom level/width")
+        raise ValueError(
+            f"unknown CT window {preset!r}; expected one of {', '.join(CT_WINDOWS)} or a custom level/width"
+        )
     return CT_WINDOWS[name]

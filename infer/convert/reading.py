@@ -60,8 +60,9 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
         raise ConversionError(folder, "no DICOM series found in the folder")
     if series_uid is None:
         if len(uids) > 1:
+            listed = ", ".join(uids)
             raise ConversionError(
-                folder, f"mixed DICOM series: {len(uids)} series in one folder ({', '.join(uids)}); choose one by its UID"
+                folder, f"mixed DICOM series: {len(uids)} series in one folder ({listed}); choose one by its UID"
             )
         series_uid = uids[0]
     elif series_uid not in uids:

@@ -86,12 +86,14 @@ def convert_to_npz(
     if ndim not in (2, 3):
         raise ConversionError(image_path, f"{ndim}D image; expected a 2D image or a 3D volume")
     if ndim == 3 and source.GetNumberOfComponentsPerPixel() != 1:
-        raise ConversionError(image_path, f"{source.GetNumberOfComponentsPerPixel()} values per voxel; expected a grey volume")
+        components = source.GetNumberOfComponentsPerPixel()
+        raise ConversionError(image_path, f"{components} values per voxel; expected a grey volume")
     if ndim == 2 and orient is not None:
         raise ValueError("re-orientation applies to 3D volumes only")
     image = reorient(source, orient)
 
-    imgs, intensity_record = _intensities(image_path, sitk.GetArrayViewFromImage(image), kind, modality, intensity, window)
+    array = sitk.GetArrayViewFromImage(image)
+    imgs, intensity_record = _intensities(image_path, array, kind, modality, intensity, window)
     gts = None
     if labels_path is not None:
         gts, values = _labels(Path(labels_path), source, kind, orient)
