@@ -110,7 +110,7 @@ def _lesion(rng, host: Blob, tissue, label: int, flat: bool, shape) -> Blob:
     direction *= rng.uniform(0.0, 0.45) / np.linalg.norm(direction)
     (cz, cy, cx), (hz, hy, hx) = host.center, host.radii
     z = int(np.clip(round(cz + direction[0] * hz), 0, d - 1))
-    r_in = max(1.5, min(hy, hx) * rng.uniform(0.08, 0.35))
+    r_in = max(2.5, min(hy, hx) * rng.uniform(0.08, 0.35))
     rz = 0.5 if flat else max(1.0, r_in * hz / max(hy, hx))
     return _blob(rng, (z, cy + direction[1] * hy, cx + direction[2] * hx), (rz, r_in, r_in * rng.uniform(0.8, 1.2)),
                  rng.uniform(0, np.pi), tissue, amp=0.15, flat=flat, label=label, within=host.label)
@@ -178,7 +178,7 @@ def pet_scene(rng: np.random.Generator, shape: tuple[int, int, int], n: int) -> 
     spacing = _spacing(rng, shape, 700.0, 790.0, (1.5, 6.0))
     for label in range(1, n + 1):
         flat = n >= 3 and label == n
-        r = max(2.0, math.exp(rng.uniform(math.log(8.0), math.log(40.0))) / spacing[0])  # radius 8-40 mm, log-uniform
+        r = max(2.0, math.exp(rng.uniform(math.log(10.0), math.log(50.0))) / spacing[0])  # radius 10-50 mm, log-uniform
         z = round(rng.uniform(0.2, 0.8) * (d - 1))
         ang = rng.uniform(0, 2 * np.pi)
         rad = math.sqrt(rng.uniform(0, 0.55))
