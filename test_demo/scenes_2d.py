@@ -28,6 +28,19 @@ def _log_uniform(rng, lo: float, hi: float) -> float:
     return math.exp(rng.uniform(math.log(lo), math.log(hi)))
 
 
+def _place(rng, sample, r: float, placed: list, fits=lambda cy, cx, r: True) -> tuple[float, float, float]:
+    """Draw a centre with `sample()` until the circle (cy, cx, r) `fits` and keeps clear of the
+    circles already `placed` (so a later object never hides an earlier one); r shrinks 3 % per
+    failed try. Appends the circle to `placed` and returns it."""
+    for _ in range(100):
+        cy, cx = sample()
+        if fits(cy, cx, r) and all(math.hypot(cy - py, cx - px) > 0.9 * (r + pr) for py, px, pr in placed):
+            break
+        r *= 0.97
+    placed.append((cy, cx, r))
+    return cy, cx, r
+
+
 def _field(rng, shape: Shape, cells: float) -> np.ndarray:
     """One (H, W) smooth noise image with about `cells` features across the larger side."""
     c = max(shape[1:]) / cells
@@ -60,15 +73,16 @@ def us_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
         top = bottom
     fan = rng.random() < 0.5
     apex, half_angle, r_max = (-0.15 * h, w / 2), rng.uniform(0.45, 0.65), 1.18 * h
+
+    def in_fan(cy, cx, r):
+        dist, ang = math.hypot(cy - apex[0], cx - apex[1]), math.atan2(cx - apex[1], cy - apex[0])
+        return not fan or (dist + 1.3 * r < r_max and abs(ang) + 1.3 * r / dist < half_angle)
+
+    placed: list = []
     for label in range(1, n + 1):
         kind = rng.choice(["cyst", "hypo", "hyper"], p=[0.35, 0.45, 0.2])
-        r = _log_uniform(rng, 0.03, 0.2) * min(h, w)
-        for _ in range(100):  # inside the fan when there is one
-            cy, cx = rng.uniform(0.3, 0.9) * h, rng.uniform(0.05, 0.95) * w
-            dist, ang = math.hypot(cy - apex[0], cx - apex[1]), math.atan2(cx - apex[1], cy - apex[0])
-            if not fan or (dist + 1.3 * r < r_max and abs(ang) + 1.3 * r / dist < half_angle):
-                break
-            r *= 0.97
+        cy, cx, r = _place(rng, lambda: (rng.uniform(0.3, 0.9) * h, rng.uniform(0.05, 0.95) * w),
+                           _log_uniform(rng, 0.03, 0.2) * min(h, w), placed, in_fan)
         value, centre, amp = {"cyst": (0.04, None, 0.05), "hypo": (0.22, 0.12, 0.22), "hyper": (0.85, 0.95, 0.15)}[str(kind)]
         prims.append(_blob(rng, cy, cx, r, r * rng.uniform(0.6, 1.0), value, centre, amp=amp, label=label, within=0))
     texture = _field(rng, shape, 12)
@@ -95,13 +109,10 @@ def endoscopy_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
     for _ in range(int(rng.integers(2, 5))):  # folds
         prims.append(_blob(rng, rng.uniform(0, h), rng.uniform(0, w), 0.05 * h, rng.uniform(0.3, 0.6) * w, rng.choice([0.42, 0.6]), amp=0.2))
     prims.append(_blob(rng, rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w, 0.12 * h, 0.15 * w, 0.2, 0.03, amp=0.2))
+    placed: list = []
     for label in range(1, n + 1):
-        r = _log_uniform(rng, 0.05, 0.28) * min(h, w)
-        for _ in range(100):
-            cy, cx = rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w
-            if math.hypot(cy - h / 2, cx - w / 2) + 1.3 * r < fov * half_diag:
-                break
-            r *= 0.97
+        cy, cx, r = _place(rng, lambda: (rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w), _log_uniform(rng, 0.05, 0.28) * min(h, w),
+                           placed, lambda cy, cx, r: math.hypot(cy - h / 2, cx - w / 2) + 1.3 * r < fov * half_diag)
         prims.append(_blob(rng, cy, cx, r, r * rng.uniform(0.7, 1.0), 0.6, 0.72, amp=0.12, shade=(0.0, -0.12, 0.0), angle=0.0, label=label, within=0))
     for _ in range(int(rng.integers(4, 20))):  # specular highlights, also on polyps
         prims.append(_blob(rng, rng.uniform(0, h), rng.uniform(0, w), rng.uniform(1.0, 0.006 * h + 1.5), rng.uniform(1.5, 0.012 * w + 2), 1.0, amp=0.2))
@@ -136,12 +147,17 @@ def fundus_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
     if disc and n >= 2:
         rc = rd * rng.uniform(0.35, 0.6)
         prims.append(_blob(rng, dy, dx, rc, rc, 0.92, 0.97, amp=0.08, label=next(labels), within=disc))
+    placed = [(dy, dx, 1.2 * rd)]
+
+    def in_fov():
+        ang, rad = rng.uniform(0, 2 * np.pi), math.sqrt(rng.uniform(0.05, 0.7)) * big_r
+        return cy + rad * math.sin(ang), cx + rad * math.cos(ang)
+
     for label in labels:
         exudate = rng.random() < 0.5
-        r = _log_uniform(rng, 0.012, 0.06) * big_r
-        ang, rad = rng.uniform(0, 2 * np.pi), math.sqrt(rng.uniform(0.05, 0.7)) * big_r
-        prims.append(_blob(rng, cy + rad * math.sin(ang), cx + rad * math.cos(ang), r, r * rng.uniform(0.6, 1.0),
-                           0.85 if exudate else 0.2, 0.9 if exudate else 0.12, amp=0.2, label=label, within=0))
+        ly, lx, r = _place(rng, in_fov, _log_uniform(rng, 0.012, 0.06) * big_r, placed)
+        prims.append(_blob(rng, ly, lx, r, r * rng.uniform(0.6, 1.0), 0.85 if exudate else 0.2, 0.9 if exudate else 0.12,
+                           amp=0.2, label=label, within=0))
     temporal = math.pi if side > 0 else 0.0  # from the disc towards the macula
     for base, turn, reach in ((temporal, 0.8, 1.0), (temporal, -0.8, 1.0), (temporal + math.pi, 0.5, 0.6), (temporal + math.pi, -0.5, 0.6)):
         prims += vessel_tree(rng, (dx, dy), base + turn * rng.uniform(0.7, 1.3), reach * big_r * rng.uniform(0.8, 1.1),
@@ -166,11 +182,13 @@ def dermoscopy_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
     _, h, w = shape
     m = min(h, w)
     prims: list[Primitive] = []
+    placed: list = []
     for label in range(1, n + 1):
-        main = label == 1
-        r = (rng.uniform(0.18, 0.42) if main else _log_uniform(rng, 0.03, 0.12)) * m
-        cy = h / 2 + rng.uniform(-0.15, 0.15) * h if main else rng.uniform(0.1, 0.9) * h
-        cx = w / 2 + rng.uniform(-0.15, 0.15) * w if main else rng.uniform(0.1, 0.9) * w
+        if label == 1:  # the main lesion, near the centre
+            cy, cx, r = _place(rng, lambda: (h / 2 + rng.uniform(-0.15, 0.15) * h, w / 2 + rng.uniform(-0.15, 0.15) * w),
+                               rng.uniform(0.18, 0.42) * m, placed)
+        else:
+            cy, cx, r = _place(rng, lambda: (rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w), _log_uniform(rng, 0.03, 0.12) * m, placed)
         ry, rx = r, r * rng.uniform(0.65, 1.0)
         prims.append(Blob(center=(0.0, cy, cx), radii=(1.0, ry, rx), angle=rng.uniform(0, np.pi), value=0.52, center_value=0.2,
                           wobble=wobble(rng, 0.18, freq=(1, 3)) + wobble(rng, 0.07, freq=(5, 9)), label=label, within=0))
@@ -254,10 +272,14 @@ def mammography_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
         start = (side + sign * rng.uniform(0.05, 0.3) * rx, cy + rng.uniform(-0.6, 0.6) * ry)
         prims.append(Curve(points=random_walk(rng, start, 0.0 if sign > 0 else np.pi, rng.uniform(0.3, 0.7) * rx, 30, 0.15),
                            thickness=max(1, round(h / 800)), value=0.62, within=0))
-    for label in range(1, n + 1):
-        r = _log_uniform(rng, 0.012, 0.07) * h
+
+    def in_breast():
         rad, ang = math.sqrt(rng.uniform(0.05, 0.6)), rng.uniform(-np.pi / 2, np.pi / 2)
-        my, mx = cy + rad * ry * math.sin(ang), side + sign * rad * rx * math.cos(ang)
+        return cy + rad * ry * math.sin(ang), side + sign * rad * rx * math.cos(ang)
+
+    placed: list = []
+    for label in range(1, n + 1):
+        my, mx, r = _place(rng, in_breast, _log_uniform(rng, 0.012, 0.07) * h, placed)
         prims.append(Blob(center=(0.0, my, mx), radii=(1.0, r, r * rng.uniform(0.7, 1.0)), angle=rng.uniform(0, np.pi), value=0.55,
                           center_value=0.75, wobble=wobble(rng, 0.12) + wobble(rng, 0.12, terms=4, freq=(6, 12)), label=label, within=0))
     for _ in range(int(rng.integers(3, 25))):  # calcifications
@@ -289,11 +311,11 @@ def oct_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
     chosen = sorted(rng.choice(len(OCT_LAYERS), size=n - n_cysts, replace=False))
     layer_label = {int(k): i + 1 for i, k in enumerate(chosen)}
     total = h * rng.uniform(0.25, 0.35)
-    top = h * rng.uniform(0.25, 0.35) + 0.12 * h * ((x - w / 2) / w) ** 2 + 0.02 * h * np.sin(x / w * rng.uniform(1, 4) + rng.uniform(0, 6))
+    floor = h * rng.uniform(0.55, 0.65) + 0.12 * h * ((x - w / 2) / w) ** 2 + 0.02 * h * np.sin(x / w * rng.uniform(1, 4) + rng.uniform(0, 6))
     pit = 1.0 - 0.8 * np.exp(-0.5 * ((x - w * rng.uniform(0.4, 0.6)) / (0.06 * w)) ** 2)
-    bounds = [top]
-    for k, (frac, _) in enumerate(OCT_LAYERS):
-        bounds.append(bounds[-1] + total * frac * (pit if k < 5 else 1.0))
+    bounds = [floor]  # built upwards from the RPE: the inner layers thin out at the foveal pit
+    for k in range(len(OCT_LAYERS) - 1, -1, -1):
+        bounds.insert(0, bounds[0] - total * OCT_LAYERS[k][0] * (pit if k < 5 else 1.0))
     prims: list[Primitive] = [Band(top=bounds[-1], bottom=bounds[-1] + 0.12 * h, value=0.45, bottom_value=0.2)]
     for k, (_, value) in enumerate(OCT_LAYERS):
         prims.append(Band(top=bounds[k], bottom=bounds[k + 1], value=value, label=layer_label.get(k, 0)))
