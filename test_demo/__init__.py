@@ -1,0 +1,1 @@
+"""Demo cases: synthetic challenge-format phantoms of every modality (see test_demo.generate)."""
