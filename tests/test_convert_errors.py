@@ -241,7 +241,7 @@ def test_cli_to_npz_prints_one_line_and_exits_1(tmp_path, ct):
     run = subprocess.run(
         [sys.executable, "-m", "infer.convert", "to-npz", str(ct), "--modality", "CT", "--labels", str(labels)]
         + ["--out-dir", str(tmp_path / "out")],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO, capture_output=True, encoding="utf-8",
     )
     assert run.returncode == 1
     assert run.stderr == f"error: {labels}: label map is empty (no voxel > 0)\n"

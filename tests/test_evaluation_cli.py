@@ -17,7 +17,7 @@ SCRIPT = REPO / "evaluation" / "compute_metrics.py"
 
 
 def run_metrics(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, encoding="utf-8", cwd=REPO)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -137,5 +137,5 @@ def test_evaluation_stands_alone():
             "for name in ('torch', 'infer', 'train'):\n"
             "    sys.modules[name] = None\n"
             "import evaluation.compute_metrics, evaluation.time_eval, evaluation.overlay\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", cwd=REPO)
     assert done.returncode == 0, done.stderr

@@ -163,7 +163,7 @@ for case in Path(mounts["/workspace/inputs/"]).glob("*.npz"):
     work = tmp_path / "work"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     done = subprocess.run([sys.executable, str(SCRIPT), "-i", str(tmp_path / "imgs"), "-o", str(tmp_path / "segs"),
-                           "--docker", "myteam", "--work-dir", str(work)], capture_output=True, text=True,
+                           "--docker", "myteam", "--work-dir", str(work)], capture_output=True, encoding="utf-8",
                           cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "argv.txt").read_text().splitlines() == [repr(docker_command("myteam", work)[1:])]

@@ -189,7 +189,7 @@ def test_cli_refuses_to_overwrite_without_force(demo_dir):
     target = demo_dir / "imgs" / f"{DEMO_CASES[0].name}.npz"
     before = target.read_bytes()
     cmd = [sys.executable, "-m", "test_demo.generate", "--out", str(demo_dir)]
-    res = subprocess.run(cmd + ["--seed", "1"], cwd=REPO, capture_output=True, text=True)
+    res = subprocess.run(cmd + ["--seed", "1"], cwd=REPO, capture_output=True, encoding="utf-8")
     assert res.returncode == 1
     assert res.stderr.strip() == f"error: {target} exists ({2 * len(DEMO_CASES)} existing files); pass --force to overwrite"
     assert target.read_bytes() == before

@@ -7,6 +7,8 @@ and not sheared (no gantry tilt), because ITK would otherwise stack such a serie
 """
 from __future__ import annotations
 
+import locale
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +49,8 @@ def read_image(path: Path, series_uid: str | None = None) -> sitk.Image:
     """Read ``path`` (file or DICOM folder) into a SimpleITK image, validated as described above."""
     path = Path(path)
     if file_kind(path) == "dicom":
-        return _read_dicom_series(path, series_uid)
+        with _locale_kept():
+            return _read_dicom_series(path, series_uid)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -75,6 +78,17 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
         return reader.Execute()
     except RuntimeError as exc:
         raise ConversionError(folder, f"unreadable DICOM series ({itk_reason(exc)})") from None
+
+
+@contextmanager
+def _locale_kept():
+    """Restore the process locale after GDCM, which switches it to "C" (and with it the default
+    text encoding of everything the process opens afterwards, subprocess pipes included)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def _quietly(function, *args):
