@@ -64,21 +64,42 @@ def test_percentile_needs_a_positive_voxel():
         percentile_clip(np.zeros((2, 3, 3), dtype=np.int16))
 
 
-@pytest.mark.parametrize("method", ["window", "percentile"])
-def test_blockwise_volume_equals_the_organisers_whole_array_formula(method):
-    rng = np.random.default_rng(3)
-    volume = rng.normal(200, 300, size=(20, 512, 512)).astype(np.float32)  # more than one working block
-    volume[:, :40] = 0
-    out, _ = to_uint8(volume, method, (40.0, 400.0))
+def _organisers(volume, method):
+    """pre_CT_MR.py's expressions, literally: NumPy picks the arithmetic type from the input."""
     if method == "window":
-        low, high = -160.0, 240.0
+        low, high = 40 - 400 / 2, 40 + 400 / 2
     else:
         low, high = np.percentile(volume[volume > 0], 0.5), np.percentile(volume[volume > 0], 99.5)
-    ref = np.clip(volume.astype(np.float64), low, high)
+    ref = np.clip(volume, low, high)
     ref = (ref - np.min(ref)) / (np.max(ref) - np.min(ref)) * 255.0
     if method == "percentile":
         ref[volume == 0] = 0
-    np.testing.assert_array_equal(out, np.uint8(ref))
+    return np.uint8(ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+@pytest.mark.parametrize("method", ["window", "percentile"])
+def test_blockwise_volume_equals_the_organisers_whole_array_formula(method, dtype):
+    rng = np.random.default_rng(3)
+    volume = rng.normal(200, 300, size=(20, 512, 512)).astype(dtype)  # more than one working block
+    volume[:, :40] = 0
+    out, _ = to_uint8(volume, method, (40.0, 400.0))
+    np.testing.assert_array_equal(out, _organisers(volume, method))
+
+
+def test_float32_volumes_are_scaled_in_float32_like_the_organisers():
+    # 247 * 400 / 255 - 160 rounded to float32. In float32 (what np.clip of a float32 volume gives
+    # the organisers) (x + 160) / 400 * 255 lands on 247.0 exactly; in float64 it is 246.9999956.
+    x = np.float32(227.4509735107422)
+    assert (x + np.float32(160)) / np.float32(400) * np.float32(255) == np.float32(247)
+    assert int((float(x) + 160) / 400 * 255) == 246
+    hu = np.array([-1000, x, 3000], dtype=np.float32)
+    np.testing.assert_array_equal(ct_window(hu, 40, 400), [0, 247, 255])
+    np.testing.assert_array_equal(ct_window(hu.astype(np.float64), 40, 400), [0, 246, 255])
+    for method in ("window", "percentile"):  # the same volume at both precisions, on random data
+        volume = np.random.default_rng(0).uniform(-160, 240, 1_000_000).astype(np.float32)
+        out, _ = to_uint8(volume, method, (40.0, 400.0))
+        np.testing.assert_array_equal(out, _organisers(volume, method))
 
 
 def test_8bit_rule():

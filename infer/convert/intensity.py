@@ -11,9 +11,10 @@ shared/REFERENCE.md section 7.1 (BW ``pre_CT_MR.py``, ``pre_grey_rgb.py``):
 * ``8bit`` (2D images): integer images already inside 0..255 are kept; anything else
   (16-bit, negative or floating point) is min-maxed to 0..255 and truncated.
 
-All arithmetic is float64, in the organisers' order of operations, so results are
-reproducible to the last bit; a constant image (max == min after clipping) gives zeros where
-the organisers' code would divide by zero.
+Arithmetic follows the organisers' order of operations in the floating type NumPy gives
+their expressions for the input (:func:`working_dtype`: float32 for float32 volumes, float64
+for integer ones), so results are reproducible to the last bit; a constant image (max == min
+after clipping) gives zeros where the organisers' code would divide by zero.
 """
 from __future__ import annotations
 
@@ -37,20 +38,30 @@ DEFAULT_CT_WINDOW = "abdomen"
 PERCENTILES = (0.5, 99.5)
 
 
+def working_dtype(dtype: np.dtype) -> np.dtype:
+    """Floating type of ``np.clip(image, low, high)`` with Python-float bounds, the type all of the
+    organisers' arithmetic then runs in: float32 stays float32 (their percentile bounds of a
+    float32 image are float32 too), integers become float64.
+    """
+    return np.result_type(dtype, 0.0)
+
+
 def _clipped_minmax_uint8(image: np.ndarray, low: float, high: float, keep_zeros: bool) -> np.ndarray:
     """``uint8((clip(x, low, high) - min) / (max - min) * 255)`` with min/max of the clipped image."""
-    cmin = float(np.clip(np.float64(image.min()), low, high))
-    cmax = float(np.clip(np.float64(image.max()), low, high))
+    work = working_dtype(image.dtype).type
+    low, high = work(low), work(high)
+    cmin, cmax = np.clip(work(image.min()), low, high), np.clip(work(image.max()), low, high)
     out = np.zeros(image.shape, dtype=np.uint8)
     if cmax == cmin:
         return out
+    span = cmax - cmin
     for rows in slabs(image):
         block = image[rows]
-        scaled = block.astype(np.float64)  # in place from here: same IEEE operations, fewer copies
+        scaled = block.astype(work)  # in place from here: same IEEE operations, fewer copies
         np.maximum(scaled, low, out=scaled)
         np.minimum(scaled, high, out=scaled)
         scaled -= cmin
-        scaled /= cmax - cmin
+        scaled /= span
         scaled *= 255.0
         if keep_zeros:
             scaled[block == 0] = 0
