@@ -76,6 +76,20 @@ def test_dicom_series_with_a_missing_slice(tmp_path, ct):
     )
 
 
+@pytest.mark.parametrize("index", [0, 5, -1])
+def test_dicom_series_with_a_corrupt_slice(tmp_path, ct, index):
+    # GDCM leaves a corrupt file out of the series; at either end the slice gaps cannot show it
+    files = write_dicom_series(volume_image(ct_volume()), tmp_path / "dicom")
+    files[index].write_bytes(files[index].read_bytes()[:1000])
+    (tmp_path / "dicom" / "notes.txt").write_text("not DICOM, ignored")
+    _fails(
+        tmp_path,
+        f"{tmp_path / 'dicom'}: unreadable DICOM file {files[index].name}: it belongs to no series (corrupt or truncated?)",
+        tmp_path / "dicom",
+        labels_path=ct,
+    )
+
+
 def test_folder_without_dicom(tmp_path, ct):
     (tmp_path / "empty").mkdir()
     _fails(tmp_path, f"{tmp_path / 'empty'}: no DICOM series found in the folder", tmp_path / "empty", labels_path=ct)

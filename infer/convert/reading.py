@@ -1,7 +1,8 @@
 """Read an image (NIfTI and other ITK volume files, a DICOM series folder, a 2D picture).
 
 Everything goes through SimpleITK. A DICOM folder is checked before it is stacked: exactly
-one series (or the one chosen by ``series_uid``), identical slice size and orientation, and
+one series (or the one chosen by ``series_uid``), no DICOM-looking file left out of every
+series (GDCM skips a corrupt file without a word), identical slice size and orientation, and
 slice positions along the slice normal that are distinct, evenly spaced (no missing slice)
 and not sheared (no gantry tilt), because ITK would otherwise stack such a series silently.
 """
@@ -71,6 +72,11 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     elif series_uid not in uids:
         raise ConversionError(folder, f"no DICOM series {series_uid!r}; the folder holds {', '.join(uids)}")
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    in_series = {Path(name).name for uid in uids for name in (
+        files if uid == series_uid else sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))}
+    stray = next(_dicom_like_files(folder, in_series), None)
+    if stray is not None:  # GDCM drops a corrupt slice silently; at either end no gap shows it
+        raise ConversionError(folder, f"unreadable DICOM file {stray}: it belongs to no series (corrupt or truncated?)")
     _check_slices(folder, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
@@ -78,6 +84,20 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
         return reader.Execute()
     except RuntimeError as exc:
         raise ConversionError(folder, f"unreadable DICOM series ({itk_reason(exc)})") from None
+
+
+def _dicom_like_files(folder: Path, skip: set[str]):
+    """Names of files in ``folder`` (not ``skip``, not DICOMDIR) that look like DICOM: a ``.dcm``
+    or ``.dicom`` suffix, or the ``DICM`` tag after the 128-byte preamble."""
+    for entry in sorted(folder.iterdir()):
+        if entry.name in skip or entry.name.upper() == "DICOMDIR" or not entry.is_file():
+            continue
+        if entry.suffix.lower() in (".dcm", ".dicom"):
+            yield entry.name
+            continue
+        with entry.open("rb") as handle:
+            if handle.read(132)[128:] == b"DICM":
+                yield entry.name
 
 
 @contextmanager
