@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from _convert_data import (
+    OBLIQUE_DIRECTION,
     ORIGIN,
     SPACING,
     ct_volume,
@@ -38,12 +39,20 @@ def _cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "infer.convert", *args], check=True, cwd=REPO, capture_output=True)
 
 
-def test_oblique_anisotropic_round_trip_through_the_cli(tmp_path):
+# An oblique grid (anisotropic too), and an axis-aligned anisotropic one stored RAS like most
+# NIfTI files (5 mm slices, x and y flipped against ITK's LPS).
+GRIDS = {
+    "oblique": {"direction": OBLIQUE_DIRECTION, "spacing": SPACING, "origin": ORIGIN},
+    "anisotropic": {"direction": (-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0), "spacing": (0.8, 0.8, 5.0),
+                    "origin": (120.5, 98.25, -310.0)},
+}
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_round_trip_through_the_cli_keeps_labels_and_affine(tmp_path, grid):
     hu = ct_volume()
-    image = volume_image(hu)
-    ct, labels = write(image, tmp_path / "ct.nii.gz"), tmp_path / "labels.nii.gz"
-    label_image = volume_image(label_volume())
-    write(label_image, labels)
+    ct, labels = write(volume_image(hu, **GRIDS[grid]), tmp_path / "ct.nii.gz"), tmp_path / "labels.nii.gz"
+    write(volume_image(label_volume(), **GRIDS[grid]), labels)
     _cli("to-npz", str(ct), "--modality", "ct", "--labels", str(labels), "--out-dir", str(tmp_path / "out"), "--id", "0001")
 
     with np.load(tmp_path / "out" / "imgs" / f"{NAME}.npz", allow_pickle=False) as case:
@@ -51,7 +60,7 @@ def test_oblique_anisotropic_round_trip_through_the_cli(tmp_path):
         imgs, boxes, spacing = case["imgs"], case["boxes"], case["spacing"]
     # (D, H, W) = ITK size reversed; spacing in ITK (x, y, z) order, as the organisers stored it
     assert imgs.shape == (12, 20, 16) and imgs.dtype == np.uint8
-    np.testing.assert_allclose(spacing, SPACING, rtol=1e-6)
+    np.testing.assert_allclose(spacing, GRIDS[grid]["spacing"], rtol=1e-6)
     window = np.clip(hu.astype(np.float64), -160, 240)  # abdomen window, the volume spans it
     np.testing.assert_array_equal(imgs, np.uint8((window + 160) / 400 * 255.0))
     # labels 2, 5, 9 become boxes 1, 2, 3 in increasing order of the original value
