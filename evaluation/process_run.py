@@ -1,11 +1,12 @@
 """Run one command in a fresh process and measure its wall time and peak memory.
 
-Peak memory is the kernel's `ru_maxrss` of the command's process tree as seen by a small launcher
-(`measure_child.py`): the largest peak resident set size of any process in the tree that was waited
-for (the command, and every descendant its parent reaped). It is not the sum of processes alive at
-the same time; a daemonised grandchild nobody waits for is not counted; the launcher's own ~8 MiB
-is a floor (a spawned child inherits its spawner's high-water mark until `exec`).
-Wall time is measured by the launcher from spawn to exit of the command.
+Peak memory of the command's process tree is measured by a small launcher (`measure_child.py`):
+the larger of the kernel's `ru_maxrss` (the largest peak resident set of any process in the tree
+that was waited for) and the largest summed resident set of the tree sampled every 20 ms, so
+processes running at the same time add up. Sampling can miss a peak shorter than the interval
+(the `ru_maxrss` part still catches it within one process); pages shared between processes count
+once per process; the launcher's own ~8 MiB is a floor (a spawned child inherits its spawner's
+high-water mark until `exec`). Wall time is measured by the launcher from spawn to exit of the command.
 """
 from __future__ import annotations
 

@@ -21,9 +21,9 @@ SCRIPT = REPO / "evaluation" / "time_eval.py"
 
 # Stand-in pipeline: records what it saw in inputs/, sleeps, writes outputs/<case> with key `segs`.
 # Case names steer it: `fail` exits 3 without output, `silent` exits 0 without output,
-# `big` holds 200 MiB of touched memory.
+# `big` holds 200 MiB of touched memory, `pair` runs two child processes holding 150 MiB each at once.
 STAND_IN = """
-import os, sys, time
+import os, subprocess, sys, time
 import numpy as np
 inputs, outputs, record = sys.argv[1:4]
 names = sorted(os.listdir(inputs))
@@ -32,6 +32,10 @@ with open(record, "a") as handle:
 name = names[0]
 if "big" in name:
     block = np.ones(200 * 2**20, np.uint8)
+if "pair" in name:
+    hold = "import time; import numpy as np; block = np.ones(150 * 2**20, np.uint8); time.sleep(0.6)"
+    for child in [subprocess.Popen([sys.executable, "-c", hold]) for _ in range(2)]:
+        child.wait()
 time.sleep(0.3)
 if "fail" in name:
     print("Traceback: model exploded", file=sys.stderr)
@@ -120,6 +124,17 @@ def test_peak_memory_and_memory_limit(tmp_path, stand_in):
     assert rows["2DBox_US_0001_big.npz"]["status"].startswith("peak memory ")
     assert rows["2DBox_US_0001_big.npz"]["status"].endswith(" MiB above limit 150 MiB (run 1 of 1)")
     assert rows["2DBox_US_0002.npz"]["status"] == "ok"
+
+
+def test_peak_memory_adds_up_processes_running_together(tmp_path, stand_in):
+    command, _ = stand_in
+    make_cases(tmp_path / "imgs", ["2DBox_US_0001_pair.npz", "2DBox_US_0002_big.npz"])
+    done = run_time_eval("-i", str(tmp_path / "imgs"), "-o", str(tmp_path / "segs"), "--command", command)
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(tmp_path / "segs" / "running_time.csv")
+    pair, big = (float(rows[f"2DBox_US_000{i}.npz"]["peak_memory_mib"]) for i in ("1_pair", "2_big"))
+    # two 150 MiB children side by side (plus three interpreters) against one 200 MiB process
+    assert pair >= 300 and 200 <= big < 300
 
 
 def test_timeout_kills_the_run(tmp_path):
