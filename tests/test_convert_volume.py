@@ -22,6 +22,7 @@ from _convert_data import (
     write_dicom_series,
 )
 
+from evaluation.scoring import evaluate_case
 from infer.convert import convert_from_npz, convert_to_npz
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +73,8 @@ def test_round_trip_through_the_cli_keeps_labels_and_affine(tmp_path, grid):
     np.testing.assert_array_equal(gts, np.select([label_volume() == v for v in (2, 5, 9)], [1, 2, 3], 0))
 
     save_segs(tmp_path / "segs" / f"{NAME}.npz", gts)  # identity "segmentation"
+    scored = evaluate_case(f"{NAME}.npz", tmp_path / "segs", tmp_path / "out" / "gts")  # the case can be scored
+    assert (scored.dsc, scored.nsd, scored.modality, scored.image_size, scored.error) == (1.0, 1.0, "CT", "12x20x16", "")
     _cli("from-npz", str(tmp_path / "segs"), "--geometry", str(tmp_path / "out" / "geometry"), "--out", str(tmp_path / "masks"))
     mask_path = tmp_path / "masks" / f"{NAME}.nii.gz"
     mask = sitk.ReadImage(str(mask_path))
