@@ -73,6 +73,43 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str = "1.2.8
     return files
 
 
+def write_scanner_dicom_series(image: sitk.Image, folder: Path, intercept: int = -1024) -> list[Path]:
+    """The series a CT scanner writes, with pydicom (independent of ITK's writer): unsigned 16-bit
+    stored values ``HU - intercept``, RescaleIntercept/RescaleSlope for the reader to apply, and
+    ImagePositionPatient / ImageOrientationPatient / PixelSpacing from ``image``'s grid."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = sitk.GetArrayFromImage(image).astype(np.int32) - intercept
+    if stored.min() < 0 or stored.max() > np.iinfo(np.uint16).max:
+        raise ValueError("HU values do not fit unsigned 16-bit storage with this intercept")
+    d, (sx, sy, sz) = image.GetDirection(), image.GetSpacing()
+    series = "1.2.826.0.1.3680043.2.1125.8"
+    files = []
+    for k in range(stored.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, f"{series}.{k + 1}"
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, f"{series}.{k + 1}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = f"{series}.0", series, "CT"
+        ds.PatientName, ds.PatientID, ds.InstanceNumber = "Phantom^CT", "phantom", k + 1
+        ds.ImagePositionPatient = [f"{v:.10f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))]
+        ds.ImageOrientationPatient = [f"{v:.10f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7])]
+        ds.PixelSpacing, ds.SliceThickness = [f"{sy:.10f}", f"{sx:.10f}"], f"{sz:.10f}"  # row spacing first
+        ds.Rows, ds.Columns = stored.shape[1:]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = str(intercept), "1", "HU"
+        ds.PixelData = stored[k].astype("<u2").tobytes()
+        files.append(folder / f"CT{k:04d}.dcm")
+        ds.save_as(files[-1], enforce_file_format=True)
+    return files
+
+
 def save_segs(path: Path, segs: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, segs=segs.astype(np.uint16))

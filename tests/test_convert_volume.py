@@ -20,6 +20,7 @@ from _convert_data import (
     volume_image,
     write,
     write_dicom_series,
+    write_scanner_dicom_series,
 )
 
 from evaluation.scoring import evaluate_case
@@ -167,11 +168,13 @@ def test_physical_boxes_on_a_flipped_anisotropic_grid(tmp_path):
         np.testing.assert_array_equal(case["boxes"], [[4, 1, 2, 8, 5, 4]])
 
 
-def test_dicom_series_converts_like_its_nifti_twin(tmp_path):
+@pytest.mark.parametrize("writer", [write_dicom_series, write_scanner_dicom_series])
+def test_dicom_series_converts_like_its_nifti_twin(tmp_path, writer):
+    # SimpleITK's writer, and pydicom writing what scanners store (uint16 HU + 1024, intercept -1024)
     image = volume_image(ct_volume(seed=5))
     write(image, tmp_path / "ct.nii.gz")
     write(volume_image(label_volume()), tmp_path / "labels.nii.gz")
-    write_dicom_series(image, tmp_path / "dicom")
+    writer(image, tmp_path / "dicom")
     for source, case_id in ((tmp_path / "ct.nii.gz", "nifti"), (tmp_path / "dicom", "dicom")):
         convert_to_npz(source, tmp_path / "out", "CT", case_id=case_id, labels_path=tmp_path / "labels.nii.gz")
     nifti = np.load(tmp_path / "out" / "imgs" / "3DBox_CT_nifti.npz")
