@@ -1,12 +1,14 @@
 """Seconds to score the benchmark workload (shared/DESIGN.md section 6) with evaluation.scoring.
 
 Synthesises ground truths sized like the challenge cases (ellipsoid / ellipse objects, one label per
-box) and predictions that are shifted, eroded or dilated copies (every case passes the DSC > 0.2
-gate, so NSD is always computed: the slow path). Writes them as compressed npz like real outputs,
-then times per-case scoring (one process) and the whole folder with `--workers` processes.
-Prints wall seconds and CPU seconds (user + system; CPU time depends much less on other load on the machine).
+box), or takes them from `--gts DIR` (e.g. the team's phantoms from
+`python -m test_demo.generate --benchmark`, in `test_demo/benchmark/gts`), and predictions that are
+shifted, eroded or dilated copies (every case passes the DSC > 0.2 gate, so NSD is always computed:
+the slow path). Writes them as compressed npz like real outputs, then times per-case scoring (one
+process) and the whole folder with `--workers` processes. Prints wall seconds and CPU seconds
+(user + system; CPU time depends much less on other load on the machine).
 
-    python bench/bench_metrics.py [--workers 2] [--keep DIR]
+    python bench/bench_metrics.py [--workers 2] [--keep DIR] [--gts DIR]
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.scoring import evaluate_case, evaluate_folder  # noqa: E402
+from evaluation.cases import load_key  # noqa: E402
+from evaluation.scoring import evaluate_case, evaluate_folder, list_cases  # noqa: E402
 
 # name, shape, labels, object radius range (voxels / pixels), spacing (3D only)
 WORKLOAD = [
@@ -81,31 +84,46 @@ def write_workload(root: Path, seed: int = 0) -> None:
         np.savez_compressed(root / "segs" / name, segs=predict(gts, rng))
 
 
+def write_predictions(gt_dir: Path, seg_dir: Path, seed: int = 0) -> None:
+    """Predictions (see `predict`) for every ground truth of an existing workload."""
+    rng = np.random.default_rng(seed)
+    seg_dir.mkdir(parents=True)
+    for name in list_cases(gt_dir):
+        np.savez_compressed(seg_dir / name, segs=predict(load_key(gt_dir / name, "gts"), rng))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="write the workload here and keep it")
+    parser.add_argument("--gts", type=Path, default=None,
+                        help="score these ground truths (e.g. test_demo/benchmark/gts) instead of synthesising them")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_metrics_"))
+    gt_dir, seg_dir = args.gts or root / "gts", root / "segs"
     try:
-        if not (root / "gts").is_dir():
+        if not seg_dir.is_dir():
             start = time.perf_counter()
-            write_workload(root)
-            print(f"synthesised workload in {time.perf_counter() - start:.1f} s ({root})")
+            if args.gts:
+                write_predictions(gt_dir, seg_dir)
+            else:
+                write_workload(root)
+            print(f"synthesised {'predictions' if args.gts else 'workload'} in {time.perf_counter() - start:.1f} s ({root})")
         print(f"load average before timing: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"{'case':30s} {'shape':>16s} {'labels':>6s} {'DSC':>7s} {'NSD':>7s} {'wall s':>7s} {'CPU s':>7s}")
         wall_total = cpu_total = 0.0
-        for name, shape, n_labels, _, _ in WORKLOAD:
+        for name in list_cases(gt_dir):
+            n_labels = int(load_key(gt_dir / name, "gts").max())
             start, cpu = time.perf_counter(), time.process_time()
-            result = evaluate_case(name, root / "segs", root / "gts")
+            result = evaluate_case(name, seg_dir, gt_dir)
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
             wall_total, cpu_total = wall_total + wall, cpu_total + cpu
-            print(f"{name:30s} {'x'.join(map(str, shape)):>16s} {n_labels:6d} {result.dsc:7.4f} {result.nsd:7.4f} "
+            print(f"{name:30s} {result.image_size:>16s} {n_labels:6d} {result.dsc:7.4f} {result.nsd:7.4f} "
                   f"{wall:7.2f} {cpu:7.2f}{'  ' + result.error if result.error else ''}")
         print(f"total, one process: wall {wall_total:.2f} s, CPU {cpu_total:.2f} s")
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        evaluate_folder(root / "segs", root / "gts", num_workers=args.workers, progress=False)
+        evaluate_folder(seg_dir, gt_dir, num_workers=args.workers, progress=False)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
         print(f"total, {args.workers} worker processes (evaluate_folder): wall {time.perf_counter() - start:.2f} s, "
