@@ -1,0 +1,154 @@
+"""Read and validate one input case (shared/REFERENCE.md 1.1; DESIGN.md 7).
+
+Inputs are untrusted: the file is opened with ``allow_pickle=False``, and every problem is a
+:class:`~infer.errors.CaseError` whose one-line message names the file and the key. What can be
+repaired without guessing is repaired and noted (integer or whole-number float images that fit
+0..255 become uint8; a missing or odd ``spacing`` is ignored, inference does not need it).
+"""
+from __future__ import annotations
+
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from infer.errors import CaseError
+from infer.modality import Dimension
+
+__all__ = ["Case", "load_case"]
+
+_BOX_COLUMNS = {"2D": 4, "3D": 6}
+_BOX_LAYOUT = {"2D": "[x_min, y_min, x_max, y_max]", "3D": "[x_min, y_min, z_min, x_max, y_max, z_max]"}
+
+
+@dataclass
+class Case:
+    """A validated case.
+
+    ``imgs`` is uint8 (H, W, 3) for 2D or (D, H, W) for 3D; ``boxes`` float64 (N, 4) / (N, 6)
+    in original pixels (x = column, y = row, z = slice, maxima inclusive), finite and
+    non-negative, N may be 0; ``notes`` are the repairs made, for the case's log line.
+    """
+
+    path: Path
+    dimension: Dimension
+    imgs: np.ndarray
+    boxes: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_member(path: Path, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    try:
+        return archive[key]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise CaseError(path, f"'{key}' is a pickled object array (refused: inputs are read with "
+                                  "allow_pickle=False)") from None
+        raise CaseError(path, f"not a readable npz file (member '{key}': {exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise CaseError(path, f"not a readable npz file (member '{key}': {type(exc).__name__}: {exc})") from None
+
+
+def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | str | None]:
+    """``imgs``, ``boxes`` and ``spacing`` (an array, None when absent, or the read problem)."""
+    if not path.is_file():
+        raise CaseError(path, "file not found")
+    if not zipfile.is_zipfile(path):
+        raise CaseError(path, "not a readable npz file (not a zip archive, or truncated)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for key in ("imgs", "boxes"):
+                if key not in archive.files:
+                    raise CaseError(path, f"missing key '{key}' (has {sorted(archive.files)})")
+            imgs = _read_member(path, archive, "imgs")
+            boxes = _read_member(path, archive, "boxes")
+            spacing: np.ndarray | str | None = None
+            if "spacing" in archive.files:
+                try:
+                    spacing = _read_member(path, archive, "spacing")
+                except CaseError as exc:
+                    spacing = exc.problem
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise CaseError(path, f"not a readable npz file ({type(exc).__name__}: {exc})") from None
+    return imgs, boxes, spacing
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def _as_uint8(path: Path, imgs: np.ndarray, notes: list[str]) -> np.ndarray:
+    if imgs.dtype == np.uint8:
+        return imgs
+    if imgs.dtype.kind not in "biuf":
+        raise CaseError(path, f"'imgs' must be numeric, got dtype {imgs.dtype}")
+    if imgs.dtype.kind == "f" and not np.isfinite(imgs).all():
+        raise CaseError(path, f"'imgs' is {imgs.dtype} and contains NaN or infinite values; expected uint8")
+    lo, hi = imgs.min(), imgs.max()
+    whole = imgs.dtype.kind != "f" or bool(np.all(imgs == np.round(imgs)))
+    if lo < 0 or hi > 255 or not whole:
+        what = "values outside 0..255" if (lo < 0 or hi > 255) else "non-integer values"
+        raise CaseError(path, f"'imgs' is {imgs.dtype} with {what} (min {_fmt(lo)}, max {_fmt(hi)}); "
+                              "expected uint8")
+    notes.append(f"'imgs' converted from {imgs.dtype} to uint8 (values {_fmt(lo)}..{_fmt(hi)})")
+    return imgs.astype(np.uint8)
+
+
+def _check_imgs(path: Path, dimension: Dimension, imgs: np.ndarray) -> None:
+    if dimension == "2D" and not (imgs.ndim == 3 and imgs.shape[2] == 3):
+        raise CaseError(path, f"2D 'imgs' must have shape (H, W, 3), got {imgs.shape}")
+    if dimension == "3D" and imgs.ndim != 3:
+        raise CaseError(path, f"3D 'imgs' must have shape (D, H, W), got {imgs.shape}")
+    if imgs.size == 0:
+        raise CaseError(path, f"'imgs' is empty, shape {imgs.shape}")
+
+
+def _check_boxes(path: Path, dimension: Dimension, boxes: np.ndarray) -> np.ndarray:
+    columns = _BOX_COLUMNS[dimension]
+    if boxes.dtype.kind not in "iuf":
+        raise CaseError(path, f"'boxes' must be numeric, got dtype {boxes.dtype}")
+    if boxes.size == 0:
+        return np.zeros((0, columns), np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != columns:
+        raise CaseError(path, f"{dimension} 'boxes' must have shape (N, {columns}) {_BOX_LAYOUT[dimension]}, "
+                              f"got {boxes.shape}")
+    values = boxes.astype(np.float64)
+    for row, (finite, negative) in enumerate(zip(np.isfinite(values).all(1), (values < 0).any(1))):
+        coords = "[" + ", ".join(_fmt(v) for v in values[row]) + "]"
+        if not finite:
+            raise CaseError(path, f"'boxes' row {row} has a NaN or infinite coordinate {coords}")
+        if negative:
+            raise CaseError(path, f"'boxes' row {row} has a negative coordinate {coords}")
+    return values
+
+
+def _spacing_note(spacing: np.ndarray | str | None) -> str | None:
+    if isinstance(spacing, np.ndarray):
+        ok = spacing.dtype.kind in "iuf" and spacing.shape == (3,)
+        if ok and np.isfinite(spacing).all() and (spacing > 0).all():
+            return None
+        problem = f"'spacing' {spacing.dtype} {spacing.shape} is not 3 positive numbers"
+    else:
+        problem = "no 'spacing'" if spacing is None else f"unreadable 'spacing' ({spacing})"
+    return f"{problem}; not needed for inference, going on"
+
+
+def load_case(path: str | Path, dimension: Dimension) -> Case:
+    """Read ``path`` (an ``.npz`` case) and validate it as a ``dimension`` case.
+
+    Raises:
+        CaseError: unreadable or truncated file, pickled arrays, missing ``imgs``/``boxes``,
+            wrong image shape, image values that do not fit uint8, boxes of the wrong shape,
+            with NaN/infinite or negative coordinates.
+    """
+    path = Path(path)
+    imgs, boxes, spacing = _read_arrays(path)
+    notes: list[str] = []
+    _check_imgs(path, dimension, imgs)
+    imgs = _as_uint8(path, imgs, notes)
+    values = _check_boxes(path, dimension, boxes)
+    if dimension == "3D" and (note := _spacing_note(spacing)) is not None:
+        notes.append(note)
+    return Case(path, dimension, imgs, values, notes)
