@@ -1,0 +1,92 @@
+"""Check exported files against PyTorch: the export's own acceptance test.
+
+Tolerance (absolute, float32): 1e-3 on decoder logits and IoU, 1e-4 relative to the largest
+embedding value on the encoder output. The backends compute in float32 like PyTorch but fuse
+and reorder operations (LayerNorm, softmax, GELU approximations inside kernels), which moves
+results by a few ulp per layer; measured differences are 1e-6..1e-4. A logit error of 1e-3
+can flip the ``> 0`` threshold only where |logit| < 1e-3, a vanishing share of pixels, so
+masks stay equal for practical purposes; anything larger means a wrong graph, not rounding.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from infer.model_spec import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from train.models import PromptableSegmenter
+
+TOLERANCE = {"logits_abs": 1e-3, "iou_abs": 1e-3, "embedding_rel": 1e-4}
+BOX_COUNTS = (1, 4, 17)
+
+
+class VerificationError(RuntimeError):
+    """An exported backend disagrees with PyTorch beyond :data:`TOLERANCE`."""
+
+
+def _runners(folder: Path):
+    """name -> (run_encoder(image), run_decoder(embedding, boxes)) for ONNX Runtime and OpenVINO."""
+    import onnxruntime as ort
+    import openvino as ov
+
+    sessions = {p: ort.InferenceSession(str(folder / f"{p}.onnx"), providers=["CPUExecutionProvider"])
+                for p in ("encoder", "decoder")}
+    core = ov.Core()
+    compiled = {p: core.compile_model(str(folder / f"{p}.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                for p in ("encoder", "decoder")}
+
+    def ort_enc(image):
+        return sessions["encoder"].run([ENCODER_OUTPUT], {ENCODER_INPUT: image})[0]
+
+    def ort_dec(emb, boxes):
+        return sessions["decoder"].run(list(DECODER_OUTPUTS), {DECODER_INPUTS[0]: emb, DECODER_INPUTS[1]: boxes})
+
+    def ov_enc(image):
+        return compiled["encoder"]({ENCODER_INPUT: image})[ENCODER_OUTPUT].copy()
+
+    def ov_dec(emb, boxes):
+        res = compiled["decoder"]({DECODER_INPUTS[0]: emb, DECODER_INPUTS[1]: boxes})
+        return [res[name].copy() for name in DECODER_OUTPUTS]
+
+    return {"onnxruntime": (ort_enc, ort_dec), "openvino": (ov_enc, ov_dec)}
+
+
+def _random_boxes(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    corners = np.sort(rng.uniform(0, size - 1, size=(n, 2, 2)), axis=1)  # sort per axis: min then max
+    return np.floor(corners.transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]).astype(np.float32)
+
+
+def verify_folder(model: PromptableSegmenter, image_size: int, folder: Path) -> dict:
+    """Compare both backends with PyTorch; returns the differences, raises :class:`VerificationError`."""
+    rng = np.random.default_rng(20240601)
+    image = rng.uniform(0, 1, size=(1, 3, image_size, image_size)).astype(np.float32)
+    with torch.no_grad():
+        ref_emb = model.embed(torch.from_numpy(image)).numpy()
+        ref = {}
+        for n in BOX_COUNTS:
+            boxes = _random_boxes(rng, n, image_size)
+            masks, iou = model.decode(torch.from_numpy(ref_emb), torch.from_numpy(boxes))
+            ref[n] = (boxes, masks.numpy(), iou.numpy())
+    scale = float(np.abs(ref_emb).max())
+    worst: dict[str, dict[str, float]] = {}
+    failures = []
+    for backend, (run_enc, run_dec) in _runners(folder).items():
+        emb = run_enc(image)
+        diffs = {"embedding_rel": float(np.abs(emb - ref_emb).max()) / scale, "logits_abs": 0.0, "iou_abs": 0.0}
+        for n, (boxes, masks, iou) in ref.items():
+            got_masks, got_iou = run_dec(ref_emb, boxes)
+            if got_masks.shape != masks.shape or got_iou.shape != iou.shape:
+                failures.append(f"{backend} decoder with {n} boxes: shapes {got_masks.shape}, {got_iou.shape} "
+                                f"instead of {masks.shape}, {iou.shape}")
+                continue
+            diffs["logits_abs"] = max(diffs["logits_abs"], float(np.abs(got_masks - masks).max()))
+            diffs["iou_abs"] = max(diffs["iou_abs"], float(np.abs(got_iou - iou).max()))
+        worst[backend] = diffs
+        failures += [f"{backend} {key} = {value:.3g} > {TOLERANCE[key]:g}"
+                     for key, value in diffs.items() if value > TOLERANCE[key]]
+    if failures:
+        raise VerificationError(f"{folder}: exported model differs from PyTorch: " + "; ".join(failures))
+    masks_shape = ref[BOX_COUNTS[0]][1].shape
+    return {"embedding_shape": list(ref_emb.shape), "low_res_size": int(masks_shape[-1]),
+            "verification": {"tolerance": TOLERANCE, "box_counts": list(BOX_COUNTS), "max_abs_diff": worst}}

@@ -1,0 +1,73 @@
+"""Whole promptable models: image encoder + prompt encoder + mask decoder.
+
+Both expose the same three calls, which training, export and the tests use:
+``embed(image)``, ``decode(embeddings, boxes)`` and ``forward(image, boxes)``. Boxes are
+(B, 4) XYXY in model-input pixels; one embedding may serve all B boxes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from train.models import efficient_sam, sam_heads
+from train.models.tiny_vit import TinyViT
+
+
+class PromptableSegmenter(nn.Module):
+    """Common driver; subclasses set the three sub-modules and ``decode``."""
+
+    image_encoder: nn.Module
+    prompt_encoder: nn.Module
+    mask_decoder: nn.Module
+    mask_outputs: int
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) pre-processed image -> (N, C, 64, 64) embedding."""
+        return self.image_encoder(image)
+
+    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One box per image: image (B, 3, S, S), boxes (B, 4) -> masks (B, M, 256, 256), IoU (B, M)."""
+        return self.decode(self.embed(image), boxes.reshape(-1, 4))
+
+
+class LiteMedSAM(PromptableSegmenter):
+    """TinyViT encoder + SAM prompt encoder and decoder; the single-mask token (M = 1)."""
+
+    mask_outputs = 1
+
+    def __init__(self, encoder: TinyViT, decoder: sam_heads.MaskDecoder) -> None:
+        super().__init__()
+        side = encoder.embedding_size
+        self.image_encoder = encoder
+        self.prompt_encoder = sam_heads.PromptEncoder(
+            embed_dim=decoder.iou_token.embedding_dim, image_embedding_size=(side, side),
+            input_image_size=(encoder.img_size, encoder.img_size))
+        self.mask_decoder = decoder
+
+    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """embeddings (1 or B, C, h, w), boxes (B, 4) -> masks (B, 1, 4h, 4w) logits, IoU (B, 1)."""
+        pe = self.prompt_encoder
+        return self.mask_decoder(embeddings, pe.get_dense_pe(), pe.embed_boxes(boxes), pe.dense_embedding())
+
+
+class EfficientSAM(PromptableSegmenter):
+    """EfficientSAM ViT encoder and decoder; the three multimask outputs (M = 3)."""
+
+    mask_outputs = 3
+
+    def __init__(self, encoder: efficient_sam.ImageEncoderViT, decoder: efficient_sam.MaskDecoder) -> None:
+        super().__init__()
+        side = encoder.embedding_size
+        self.image_encoder = encoder
+        self.prompt_encoder = efficient_sam.PromptEncoder(
+            embed_dim=decoder.iou_token.embedding_dim, image_embedding_size=(side, side),
+            input_image_size=(encoder.img_size, encoder.img_size))
+        self.mask_decoder = decoder
+
+    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """embeddings (1 or B, C, h, w), boxes (B, 4) in 1024 space -> masks (B, 3, 4h, 4w), IoU (B, 3)."""
+        pe = self.prompt_encoder
+        return self.mask_decoder(embeddings, pe.get_dense_pe(), pe.embed_boxes(boxes), multimask_output=True)

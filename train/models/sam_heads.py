@@ -1,0 +1,130 @@
+"""SAM's prompt encoder and mask decoder as LiteMedSAM uses them (shared/REFERENCE.md 2.3).
+
+Only box prompts are implemented; ``mask_downscaling`` and ``not_a_point_embed`` exist because
+official checkpoints carry them and load strictly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from train.models.layers import LayerNorm2d, RandomFourierPE, TwoWayTransformer
+
+
+class PromptEncoder(nn.Module):
+    """Boxes in model pixels -> sparse (B, 2, C) corner embeddings; dense no-mask embedding."""
+
+    def __init__(self, embed_dim: int = 256, image_embedding_size: tuple[int, int] = (64, 64),
+                 input_image_size: tuple[int, int] = (256, 256), mask_in_chans: int = 16) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.image_embedding_size = image_embedding_size
+        self.input_image_size = input_image_size
+        self.pe_layer = RandomFourierPE(embed_dim // 2)
+        self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(4))
+        self.not_a_point_embed = nn.Embedding(1, embed_dim)
+        self.mask_downscaling = nn.Sequential(
+            nn.Conv2d(1, mask_in_chans // 4, kernel_size=2, stride=2),
+            LayerNorm2d(mask_in_chans // 4),
+            nn.GELU(),
+            nn.Conv2d(mask_in_chans // 4, mask_in_chans, kernel_size=2, stride=2),
+            LayerNorm2d(mask_in_chans),
+            nn.GELU(),
+            nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
+        )
+        self.no_mask_embed = nn.Embedding(1, embed_dim)
+
+    def get_dense_pe(self) -> torch.Tensor:
+        """(1, C, h, w) positional encoding of the embedding grid."""
+        return self.pe_layer.grid(*self.image_embedding_size).unsqueeze(0)
+
+    def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """boxes (B, 4) XYXY in model pixels -> (B, 2, C); +0.5 moves to pixel centres, as SAM does."""
+        corners = self.pe_layer.points((boxes.float() + 0.5).reshape(-1, 2, 2), self.input_image_size)
+        return corners + torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight])[None]
+
+    def dense_embedding(self) -> torch.Tensor:
+        """(1, C, h, w) dense prompt when no mask is given (broadcasts over the batch)."""
+        h, w = self.image_embedding_size
+        return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
+
+
+class MLP(nn.Module):
+    """Linear layers with ReLU between them (keys ``layers.{i}``)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
+        return x
+
+
+class MLPBlock(nn.Module):
+    """The transformer's feed-forward block (keys ``lin1``, ``lin2``)."""
+
+    def __init__(self, embedding_dim: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(embedding_dim, mlp_dim)
+        self.lin2 = nn.Linear(mlp_dim, embedding_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin2(F.relu(self.lin1(x)))
+
+
+def decode_tokens(transformer: nn.Module, iou_token: nn.Embedding, mask_tokens: nn.Embedding,
+                  image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                  sparse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the two-way transformer for B prompts on one (or B) image embeddings.
+
+    Returns (iou token output (B, C), mask token outputs (B, T, C), image tokens as a map (B, C, h, w)).
+    """
+    b = sparse.shape[0]
+    output_tokens = torch.cat([iou_token.weight, mask_tokens.weight], dim=0)
+    tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+    src = image_embeddings.expand(b, -1, -1, -1) if image_embeddings.shape[0] == 1 else image_embeddings
+    _, c, h, w = src.shape
+    hs, keys = transformer(src, image_pe.expand(b, -1, -1, -1), tokens)
+    return hs[:, 0], hs[:, 1:1 + mask_tokens.num_embeddings], keys.transpose(1, 2).reshape(b, c, h, w)
+
+
+class MaskDecoder(nn.Module):
+    """Two-way transformer + upscaling + per-token hypernetworks (SAM), 3 multimask + 1 single token."""
+
+    def __init__(self, transformer_dim: int = 256, num_multimask_outputs: int = 3, depth: int = 2, num_heads: int = 8,
+                 mlp_dim: int = 2048, iou_head_depth: int = 3, iou_head_hidden_dim: int = 256) -> None:
+        super().__init__()
+        self.transformer = TwoWayTransformer(depth, transformer_dim, num_heads,
+                                             lambda: MLPBlock(transformer_dim, mlp_dim), first_block_residual=False)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+
+    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor,
+                dense: torch.Tensor, multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """image_embeddings (1 or B, C, h, w), sparse (B, T, C), dense (1 or B, C, h, w) ->
+        masks (B, M, 4h, 4w) logits and IoU (B, M); M = 1 (token 0) or 3 (tokens 1..3)."""
+        iou_out, mask_out, src = decode_tokens(self.transformer, self.iou_token, self.mask_tokens,
+                                               image_embeddings + dense, image_pe, sparse)
+        upscaled = self.output_upscaling(src)
+        hyper = torch.stack([mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
+        b, c, h, w = upscaled.shape
+        masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+        iou = self.iou_prediction_head(iou_out)
+        chosen = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, chosen], iou[:, chosen]
