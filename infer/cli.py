@@ -11,9 +11,9 @@ import csv
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TextIO
 
 from infer.clock import since_process_start
 from infer.errors import RoutingError
@@ -110,6 +110,16 @@ def _log_line(result: CaseResult) -> str:
     return "; ".join([text, *result.notes])
 
 
+def _progress(items: list) -> tuple[Iterable, Callable[[str, TextIO], None]]:
+    """A tqdm bar over cases on a terminal, and a line printer that does not break it. Elsewhere
+    (log files, the challenge container) no bar, and tqdm is not even imported (0.1 s start-up)."""
+    if not sys.stderr.isatty():
+        return items, lambda line, stream: print(line, file=stream, flush=True)
+    from tqdm import tqdm
+
+    return tqdm(items, unit="case", file=sys.stderr, dynamic_ncols=True), lambda line, stream: tqdm.write(line, file=stream)
+
+
 def _write_csv(path: Path, results: list[CaseResult]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
@@ -146,13 +156,16 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr)
     for result in results:
         print(f"error: {result.error}", file=sys.stderr)
-    for path, route in tqdm(runnable, unit="case", file=sys.stderr, disable=None, dynamic_ncols=True):
+    if runnable:
+        pool.prefetch(runnable[0][1].model)  # compiles while the first case is read
+    progress, write = _progress(runnable)
+    for path, route in progress:
         result = run_case(path, route, pool, args.output, table.propagation_margin)
         results.append(result)
         if result.ok:
-            tqdm.write(_log_line(result), file=sys.stdout)
+            write(_log_line(result), sys.stdout)
         else:
-            tqdm.write(f"error: {result.error}", file=sys.stderr)
+            write(f"error: {result.error}", sys.stderr)
     failed = sum(not r.ok for r in results)
     firsts = [r.first_encoder_time for r in results if r.first_encoder_time is not None]
     startup = f", first encoder call {since_process_start(min(firsts)):.2f} s after start" if firsts else ""

@@ -6,6 +6,8 @@ arrives, so a run over 2D cases never compiles the PET model.
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +40,12 @@ def load_model(folder: Path, backend: str, threads: int, cache_dir: Path | None 
     except (FileNotFoundError, ValueError) as exc:
         raise ModelError(str(exc)) from None
     try:
-        encoder = open_session(spec.model_file("encoder", backend), backend, threads, cache_dir)
-        decoder = open_session(spec.model_file("decoder", backend), backend, threads, cache_dir)
+        paths = [spec.model_file(part, backend) for part in ("encoder", "decoder")]
     except KeyError as exc:
         raise ModelError(f"{folder / 'model.json'}: 'files' lacks {exc}") from None
+    # The runtimes release the GIL while compiling: both parts at once halve the start-up cost.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        encoder, decoder = pool.map(lambda path: open_session(path, backend, threads, cache_dir), paths)
     return LoadedModel(spec, encoder, decoder)
 
 
@@ -49,6 +53,7 @@ class ModelPool:
     """Models of one run, by folder name under ``models_dir``; each compiled at most once.
 
     A folder that failed to load keeps failing with the same message, without retrying.
+    :meth:`prefetch` starts loading in a background thread (the caller meanwhile reads its case).
     """
 
     def __init__(self, models_dir: Path, backend: str, threads: int, cache_dir: Path | None = None) -> None:
@@ -57,9 +62,24 @@ class ModelPool:
         self.threads = threads
         self.cache_dir = cache_dir
         self._loaded: dict[str, LoadedModel | ModelError] = {}
+        self._loading: dict[str, threading.Thread] = {}
 
     def folder(self, name: str) -> Path:
         return self.models_dir / name
+
+    def _load(self, name: str) -> None:
+        try:
+            self._loaded[name] = load_model(self.folder(name), self.backend, self.threads, self.cache_dir)
+        except ModelError as exc:
+            self._loaded[name] = exc
+        except Exception as exc:  # surfaces in get(), in the thread of the case that needs it
+            self._loaded[name] = ModelError(f"{self.folder(name)}: cannot load ({type(exc).__name__}: {exc})")
+
+    def prefetch(self, name: str) -> None:
+        """Start loading folder ``name`` in the background, if not loaded or loading yet."""
+        if name not in self._loaded and name not in self._loading:
+            self._loading[name] = threading.Thread(target=self._load, args=(name,), daemon=True)
+            self._loading[name].start()
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model of folder ``name``, compiling it on the first call.
@@ -67,11 +87,10 @@ class ModelPool:
         Raises:
             ModelError: as :func:`load_model`.
         """
+        if name in self._loading:
+            self._loading.pop(name).join()
         if name not in self._loaded:
-            try:
-                self._loaded[name] = load_model(self.folder(name), self.backend, self.threads, self.cache_dir)
-            except ModelError as exc:
-                self._loaded[name] = exc
+            self._load(name)
         found = self._loaded[name]
         if isinstance(found, ModelError):
             raise found

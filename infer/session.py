@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -46,19 +47,21 @@ def host_threads() -> int:
 
 
 _OV_CORES: dict[str, object] = {}
+_OV_LOCK = threading.Lock()
 
 
 def _openvino_core(cache_dir: Path | None) -> object:
-    """One ``ov.Core`` per cache directory (a process normally has one)."""
+    """One ``ov.Core`` per cache directory (a process normally has one); thread-safe."""
     key = str(cache_dir or "")
-    if key not in _OV_CORES:
-        import openvino as ov
+    with _OV_LOCK:
+        if key not in _OV_CORES:
+            import openvino as ov
 
-        core = ov.Core()
-        if cache_dir is not None:
-            core.set_property({"CACHE_DIR": str(cache_dir)})
-        _OV_CORES[key] = core
-    return _OV_CORES[key]
+            core = ov.Core()
+            if cache_dir is not None:
+                core.set_property({"CACHE_DIR": str(cache_dir)})
+            _OV_CORES[key] = core
+        return _OV_CORES[key]
 
 
 class OpenVINOSession:
