@@ -36,6 +36,13 @@ def _litemedsam() -> LiteMedSAM:
     return LiteMedSAM(TinyViT(), sam_heads.MaskDecoder())
 
 
+def _litemedsam_small() -> LiteMedSAM:
+    """A 1.5M-parameter LiteMedSAM layout (embedding 128 x 64 x 64) for the demo model and fast tests."""
+    encoder = TinyViT(embed_dims=(32, 64, 96, 128), depths=(1, 1, 2, 1), num_heads=(1, 2, 3, 4), out_chans=128)
+    return LiteMedSAM(encoder, sam_heads.MaskDecoder(transformer_dim=128, num_heads=4, mlp_dim=512,
+                                                     iou_head_hidden_dim=128))
+
+
 def _efficientsam(embed_dim: int, num_heads: int) -> Callable[[], EfficientSAM]:
     def build() -> EfficientSAM:
         return EfficientSAM(efficient_sam.ImageEncoderViT(embed_dim=embed_dim, num_heads=num_heads),
@@ -48,6 +55,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     for arch in (
         Architecture("litemedsam", _litemedsam, LITEMEDSAM_PREPROCESS, "single",
                      "LiteMedSAM: TinyViT-5M encoder at 256 x 256, SAM prompt encoder and mask decoder"),
+        Architecture("litemedsam_small", _litemedsam_small, LITEMEDSAM_PREPROCESS, "single",
+                     "LiteMedSAM layout at reduced width (TinyViT 32-64-96-128, decoder width 128): "
+                     "the demo model's architecture, trainable on a CPU"),
         Architecture("efficientsam_vitt", _efficientsam(192, 3), EFFICIENTSAM_PREPROCESS, "best_iou",
                      "EfficientSAM-Ti: ViT-T/16 encoder at 1024 x 1024, EfficientSAM decoder"),
         Architecture("efficientsam_vits", _efficientsam(384, 6), EFFICIENTSAM_PREPROCESS, "best_iou",
