@@ -9,7 +9,9 @@ like the routing table (needs torch only for that export), warms the OpenVINO ca
 each case:
 
 1. measures, in a fresh process, the isolated latency of one encoder call and of one decoder call
-   with one box for the model the case is routed to (median of `--repeats` after a warm-up);
+   with one box for the model the case is routed to (median of `--repeats` after three warm-up
+   calls), once before and once after the case; the mean of the two is used (the machine's load
+   may drift during a long case);
 2. runs `python -m infer` on that case alone in a fresh process, like the organisers' one
    container per case, recording wall time and peak RSS (evaluation.process_run), and reads
    encoder calls, decoded boxes and the time of the first encoder call from its efficiency CSV.
@@ -78,13 +80,15 @@ sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from infer.models import load_model
 from infer.predictor import SlicePredictor
-folder, backend, threads, cache, repeats = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+folder, backend, cache = Path(sys.argv[2]), sys.argv[3], sys.argv[5]
+threads, repeats = int(sys.argv[4]), int(sys.argv[6])
 model = load_model(folder, backend, threads, Path(cache) if cache else None)
 predictor = SlicePredictor(model)
 image = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
 box = np.array([[100.0, 120.0, 300.0, 330.0]])
 def timed(fn):
-    fn()
+    for _ in range(3):  # the first calls of a fresh process run slower (kernel selection, allocation)
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
@@ -129,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "test_demo" / "benchmark" / "infer",
                         help="cases, models and results (default: test_demo/benchmark/infer)")
-    parser.add_argument("--models", type=Path, default=None, help="model folders (default: random-init export into OUT/models)")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="model folders (default: random-init export into OUT/models)")
     parser.add_argument("--backend", choices=("openvino", "onnxruntime"), default="openvino")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--cases", default="", help="comma-separated modalities to run (default: all)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per latency measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per latency measurement")
     args = parser.parse_args(argv)
     table = load_routing(DEFAULT_ROUTING)
     if args.models is None:
@@ -146,22 +151,28 @@ def main(argv: list[str] | None = None) -> int:
     cases = _generate(args.out / "cases", set(filter(None, args.cases.split(","))) or None)
     results = []
     header = (f"{'case':28} {'shape':>16} {'boxes':>5} {'wall s':>8} {'1st enc s':>9} {'enc calls':>9} "
-              f"{'dec boxes':>9} {'floor s':>8} {'effic.':>6} {'RSS MB':>7}")
+              f"{'dec boxes':>9} {'enc s':>6} {'box s':>6} {'floor s':>8} {'effic.':>6} {'RSS MB':>7}")
     print(header, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_infer_", dir=args.out) as tmp:
         for case in cases:
             name = parse_case_name(case)
             route = table.route_for(name.dimension, name.modality)  # type: ignore[arg-type]
-            latency = _latency(args.models / route.model, args.backend, args.threads, cache, args.repeats)
+            folder = args.models / route.model
+            before = _latency(folder, args.backend, args.threads, cache, args.repeats)
             run = _run_case(case, args, Path(tmp) / "run", cache)
+            after = _latency(folder, args.backend, args.threads, cache, args.repeats)
+            latency = {key: (before[key] + after[key]) / 2 for key in before}
+            latency["measured"] = [before, after]
             floor = run["encoder_calls"] * latency["encoder_s"] + run["decoded_boxes"] * latency["decoder_per_box_s"]
             with np.load(case) as archive:
                 shape, boxes = archive["imgs"].shape, len(archive["boxes"])
             row = {"case": case.name, "shape": "x".join(map(str, shape)), "boxes": boxes, "model": route.model,
                    "strategy": route.strategy, **latency, **run, "floor_s": floor, "efficiency": floor / run["wall_s"]}
             results.append(row)
-            print(f"{case.name:28} {row['shape']:>16} {boxes:>5} {run['wall_s']:8.1f} {run['first_encoder_call_s']:9.2f} "
-                  f"{run['encoder_calls']:9d} {run['decoded_boxes']:9d} {floor:8.1f} {row['efficiency']:6.2f} "
+            print(f"{case.name:28} {row['shape']:>16} {boxes:>5} {run['wall_s']:8.1f} "
+                  f"{run['first_encoder_call_s']:9.2f} "
+                  f"{run['encoder_calls']:9d} {run['decoded_boxes']:9d} {latency['encoder_s']:6.2f} "
+                  f"{latency['decoder_per_box_s']:6.3f} {floor:8.1f} {row['efficiency']:6.2f} "
                   f"{run['peak_rss_mb']:7.0f}", flush=True)
         tiny = Path(tmp) / "tiny" / "2DBox_US_startup.npz"
         tiny.parent.mkdir()

@@ -76,7 +76,8 @@ def _cache_dir(arg: str | None, models: Path) -> tuple[Path | None, str | None]:
     return None, f"warning: {folder}: OpenVINO cache folder not usable ({problem}); compiling without a cache"
 
 
-def _plan(cases: list[Path], table: RoutingTable, pool: ModelPool) -> tuple[list[tuple[Path, Route]], list[CaseResult], list[str]]:
+def _plan(cases: list[Path], table: RoutingTable,
+          pool: ModelPool) -> tuple[list[tuple[Path, Route]], list[CaseResult], list[str]]:
     """Route every case; cases that cannot run (no 2D/3D prefix, missing model folder) fail here,
     before any model is compiled."""
     runnable, failed, warnings = [], [], []
@@ -117,7 +118,8 @@ def _progress(items: list) -> tuple[Iterable, Callable[[str, TextIO], None]]:
         return items, lambda line, stream: print(line, file=stream, flush=True)
     from tqdm import tqdm
 
-    return tqdm(items, unit="case", file=sys.stderr, dynamic_ncols=True), lambda line, stream: tqdm.write(line, file=stream)
+    bar = tqdm(items, unit="case", file=sys.stderr, dynamic_ncols=True)
+    return bar, lambda line, stream: tqdm.write(line, file=stream)
 
 
 def _write_csv(path: Path, results: list[CaseResult]) -> None:
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             write(_log_line(result), sys.stdout)
         else:
             write(f"error: {result.error}", sys.stderr)
+    pool.wait()
     failed = sum(not r.ok for r in results)
     firsts = [r.first_encoder_time for r in results if r.first_encoder_time is not None]
     startup = f", first encoder call {since_process_start(min(firsts)):.2f} s after start" if firsts else ""

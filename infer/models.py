@@ -81,6 +81,11 @@ class ModelPool:
             self._loading[name] = threading.Thread(target=self._load, args=(name,), daemon=True)
             self._loading[name].start()
 
+    def wait(self) -> None:
+        """Let background loads finish (a runtime must not be torn down mid-compilation)."""
+        for thread in self._loading.values():
+            thread.join()
+
     def get(self, name: str) -> LoadedModel:
         """The loaded model of folder ``name``, compiling it on the first call.
 

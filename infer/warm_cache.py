@@ -20,7 +20,8 @@ from infer.session import host_threads
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infer.warm_cache", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help=f"model folders (default: {DEFAULT_MODELS})")
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS,
+                        help=f"model folders (default: {DEFAULT_MODELS})")
     parser.add_argument("--routing", type=Path, default=DEFAULT_ROUTING, help="routing table naming the folders")
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache folder (default: MODELS/ov_cache)")
     args = parser.parse_args(argv)

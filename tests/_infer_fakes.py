@@ -74,8 +74,8 @@ class FakeDecoder:
 def fake_spec(preprocess: PreprocessSpec = LITEMEDSAM_PREPROCESS, mask_outputs: int = 1,
               selection: str = "single", name: str = "fake") -> ModelSpec:
     files = {part: {"onnx": f"{part}.onnx", "openvino": f"{part}.xml"} for part in ("encoder", "decoder")}
-    return ModelSpec(Path(name), name, "fake", preprocess, mask_outputs, selection, LOW_RES, files,  # type: ignore[arg-type]
-                     False, "test double", {})
+    return ModelSpec(Path(name), name, "fake", preprocess, mask_outputs, selection,  # type: ignore[arg-type]
+                     LOW_RES, files, False, "test double", {})
 
 
 def fake_model(preprocess: PreprocessSpec = LITEMEDSAM_PREPROCESS, mask_outputs: int = 1,
@@ -164,7 +164,8 @@ def write_tiny_model(folder: Path, kind: str = "litemedsam") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for part, model in zip(("encoder", "decoder"), _tiny_graphs(preprocess.image_size, mask_outputs)):
         onnx.save(model, folder / f"{part}.onnx")
-        ov.save_model(ov.convert_model(str(folder / f"{part}.onnx")), str(folder / f"{part}.xml"), compress_to_fp16=False)
+        ov.save_model(ov.convert_model(str(folder / f"{part}.onnx")), str(folder / f"{part}.xml"),
+                      compress_to_fp16=False)
     sidecar = {
         "format_version": 1, "name": folder.name, "arch": f"tiny_{kind}", "preprocess": preprocess.to_json(),
         "mask_outputs": mask_outputs, "mask_selection": "single" if mask_outputs == 1 else "best_iou",

@@ -68,7 +68,8 @@ def test_pickled_object_array_is_refused(tmp_path):
     boxes = np.empty(1, dtype=object)
     boxes[0] = [1, 2, 3, 4]
     np.savez(path, imgs=_image2d(), boxes=boxes)
-    assert _error(path) == f"{path}: 'boxes' is a pickled object array (refused: inputs are read with allow_pickle=False)"
+    assert _error(path) == (f"{path}: 'boxes' is a pickled object array (refused: inputs are read with "
+                            "allow_pickle=False)")
 
 
 @pytest.mark.parametrize("missing", ["imgs", "boxes"])
@@ -117,8 +118,8 @@ def test_image_values_outside_uint8_are_an_error(tmp_path):
 def test_fractional_float_image_is_an_error(tmp_path):
     img = _image2d().astype(np.float32) / 255
     path = _save(tmp_path / "2DBox_US_1.npz", imgs=img, boxes=np.zeros((0, 4)))
-    assert _error(path) == (f"{path}: 'imgs' is float32 with non-integer values (min {img.min():g}, max {img.max():g}); "
-                            "expected uint8")
+    assert _error(path) == (f"{path}: 'imgs' is float32 with non-integer values (min {img.min():g}, "
+                            f"max {img.max():g}); expected uint8")
 
 
 def test_nan_image_is_an_error(tmp_path):
@@ -160,7 +161,8 @@ def test_empty_box_list_is_valid(tmp_path, boxes):
 @pytest.mark.parametrize("spacing,note", [
     (None, "no 'spacing'; not needed for inference, going on"),
     (np.array([1.0, 1.0]), "'spacing' float64 (2,) is not 3 positive numbers; not needed for inference, going on"),
-    (np.array([1.0, np.nan, 2.0]), "'spacing' float64 (3,) is not 3 positive numbers; not needed for inference, going on"),
+    (np.array([1.0, np.nan, 2.0]),
+     "'spacing' float64 (3,) is not 3 positive numbers; not needed for inference, going on"),
     (np.array([1.0, 0.8, 2.5]), None),
 ])
 def test_3d_spacing_is_not_needed(tmp_path, spacing, note):

@@ -185,8 +185,8 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, capsys, tiny_models)
         f"error: {pickled}: 'boxes' is a pickled object array (refused: inputs are read with allow_pickle=False)",
         f"error: {no_imgs}: missing key 'imgs' (has ['boxes'])",
         f"error: {bad_shape}: 2D 'imgs' must have shape (H, W, 3), got (256, 256)",
-        f"error: {floats}: 'imgs' is float32 with values outside 0..255 (min {2 * int(img.min())}, max {2 * int(img.max())}); "
-        "expected uint8",
+        f"error: {floats}: 'imgs' is float32 with values outside 0..255 (min {2 * int(img.min())}, "
+        f"max {2 * int(img.max())}); expected uint8",
         f"error: {nan_box}: 'boxes' row 0 has a NaN or infinite coordinate [1, nan, 5, 5]",
         f"error: {neg_box}: 'boxes' row 1 has a negative coordinate [-1, 0, 3, 3]",
         f"error: {bad_3d}: 3D 'imgs' must have shape (D, H, W), got (2, 8, 8, 3)",
@@ -270,7 +270,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys, tiny_models):
     assert (code, err.strip()) == (2, f"error: {bad}: must hold a JSON object")
 
 
-def test_cli_runs_with_torch_and_train_unimportable(tmp_path, tiny_models):
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_cli_runs_with_torch_and_train_unimportable(tmp_path, tiny_models, backend):
     img = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     boxes = np.array([[10, 10, 100, 100]])
     _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=boxes)
@@ -291,8 +292,31 @@ def test_cli_runs_with_torch_and_train_unimportable(tmp_path, tiny_models):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", blocker, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
-                           "--models", str(tiny_models), "--backend", "onnxruntime"],
+                           "--models", str(tiny_models), "--cache-dir", str(tmp_path / "cache"), "--backend", backend],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(_segs(tmp_path / "out" / "2DBox_US_0001.npz"), _painted((256, 256), boxes))
     assert (tmp_path / "out" / "3DBox_PET_0001.npz").is_file()
+
+
+def test_only_the_models_a_case_needs_are_loaded(tmp_path, capsys, tiny_models):
+    """An unusable X-ray model folder does not matter to a run without X-ray cases, and fails
+    exactly the X-ray cases of a run that has them."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "litemedsam").symlink_to(tiny_models / "litemedsam")
+    broken = models / "efficientsam_vitt"
+    broken.mkdir()
+    (broken / "model.json").write_text("{ not json")
+    img = np.zeros((64, 64, 3), np.uint8)
+    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
+    assert _run(capsys, tmp_path / "in", tmp_path / "out", models)[0] == 0
+    xrays = [_save(tmp_path / "in", f"2DBox_X-Ray_000{i}.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
+             for i in (1, 2)]
+    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out2", models)
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2
+    for line, path in zip(errors, xrays):
+        assert line.startswith(f"error: {path}: {broken / 'model.json'}: not valid JSON")
+    assert [p.name for p in (tmp_path / "out2").iterdir()] == ["2DBox_US_0001.npz"]
