@@ -37,10 +37,11 @@ def _litemedsam() -> LiteMedSAM:
 
 
 def _litemedsam_small() -> LiteMedSAM:
-    """A 1.5M-parameter LiteMedSAM layout (embedding 128 x 64 x 64) for the demo model and fast tests."""
-    encoder = TinyViT(embed_dims=(32, 64, 96, 128), depths=(1, 1, 2, 1), num_heads=(1, 2, 3, 4), out_chans=128)
-    return LiteMedSAM(encoder, sam_heads.MaskDecoder(transformer_dim=128, num_heads=4, mlp_dim=512,
-                                                     iou_head_hidden_dim=128))
+    """A 0.35M-parameter LiteMedSAM layout (embedding 64 x 64 x 64, about 1 GMAC per image): the demo
+    model, small enough to train on a laptop CPU, and the fast model of the tests."""
+    encoder = TinyViT(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 2), out_chans=64)
+    return LiteMedSAM(encoder, sam_heads.MaskDecoder(transformer_dim=64, num_heads=2, mlp_dim=256,
+                                                     iou_head_hidden_dim=64))
 
 
 def _efficientsam(embed_dim: int, num_heads: int) -> Callable[[], EfficientSAM]:
@@ -56,7 +57,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("litemedsam", _litemedsam, LITEMEDSAM_PREPROCESS, "single",
                      "LiteMedSAM: TinyViT-5M encoder at 256 x 256, SAM prompt encoder and mask decoder"),
         Architecture("litemedsam_small", _litemedsam_small, LITEMEDSAM_PREPROCESS, "single",
-                     "LiteMedSAM layout at reduced width (TinyViT 32-64-96-128, decoder width 128): "
+                     "LiteMedSAM layout at reduced width and depth (TinyViT 16-32-48-64, decoder width 64): "
                      "the demo model's architecture, trainable on a CPU"),
         Architecture("efficientsam_vitt", _efficientsam(192, 3), EFFICIENTSAM_PREPROCESS, "best_iou",
                      "EfficientSAM-Ti: ViT-T/16 encoder at 1024 x 1024, EfficientSAM decoder"),
