@@ -17,8 +17,11 @@ each case:
    encoder calls, decoded boxes and the time of the first encoder call from its efficiency CSV.
 
 Compute floor = encoder calls x encoder latency + decoded boxes x per-box decoder latency;
-efficiency = floor / wall. A final row times start-up alone: process start to the first encoder
-call on a tiny case (models cached). Prints a table and writes OUT/bench_infer.json.
+efficiency = floor / wall. On a shared machine the load drifts between the latency measurement and
+the case; "cpu eff" repeats the ratio in CPU seconds (floor from the calls' CPU time, over the CPU
+time the CLI reports for the case, start-up excluded), less sensitive to the load. A final row
+times start-up alone: process start to the first encoder call on a tiny case (models cached).
+Prints a table and writes OUT/bench_infer.json.
 """
 from __future__ import annotations
 
@@ -89,13 +92,17 @@ box = np.array([[100.0, 120.0, 300.0, 330.0]])
 def timed(fn):
     for _ in range(3):  # the first calls of a fresh process run slower (kernel selection, allocation)
         fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-encoder = timed(lambda: predictor.set_image(image))
-decoder = timed(lambda: predictor.predict_logits(box))
-print(json.dumps({"encoder_s": encoder, "decoder_per_box_s": decoder}))
+        start, cpu_start = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
+    return sorted(wall)[len(wall) // 2], sorted(cpu)[len(cpu) // 2]
+encoder, encoder_cpu = timed(lambda: predictor.set_image(image))
+decoder, decoder_cpu = timed(lambda: predictor.predict_logits(box))
+print(json.dumps({"encoder_s": encoder, "decoder_per_box_s": decoder, "encoder_cpu_s": encoder_cpu,
+                  "decoder_per_box_cpu_s": decoder_cpu}))
 """
 
 
@@ -125,6 +132,7 @@ def _run_case(case: Path, args, work: Path, cache: Path | None) -> dict:
     with open(csv_path) as handle:
         (row,) = csv.DictReader(handle)
     return {"wall_s": run.seconds, "peak_rss_mb": run.peak_rss_bytes / 2**20, "case_s": float(row["time"]),
+            "case_cpu_s": float(row["cpu_time"]),
             "encoder_calls": int(row["encoder_calls"]), "decoded_boxes": int(row["decoded_boxes"]),
             "first_encoder_call_s": float(row["first_encoder_call"] or "nan"), "log": log_tail[0]}
 
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = _generate(args.out / "cases", set(filter(None, args.cases.split(","))) or None)
     results = []
     header = (f"{'case':28} {'shape':>16} {'boxes':>5} {'wall s':>8} {'1st enc s':>9} {'enc calls':>9} "
-              f"{'dec boxes':>9} {'enc s':>6} {'box s':>6} {'floor s':>8} {'effic.':>6} {'RSS MB':>7}")
+              f"{'dec boxes':>9} {'enc s':>6} {'box s':>6} {'floor s':>8} {'effic.':>6} {'cpu eff':>7} {'RSS MB':>7}")
     print(header, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_infer_", dir=args.out) as tmp:
         for case in cases:
@@ -164,15 +172,19 @@ def main(argv: list[str] | None = None) -> int:
             latency = {key: (before[key] + after[key]) / 2 for key in before}
             latency["measured"] = [before, after]
             floor = run["encoder_calls"] * latency["encoder_s"] + run["decoded_boxes"] * latency["decoder_per_box_s"]
+            floor_cpu = (run["encoder_calls"] * latency["encoder_cpu_s"]
+                         + run["decoded_boxes"] * latency["decoder_per_box_cpu_s"])
             with np.load(case) as archive:
                 shape, boxes = archive["imgs"].shape, len(archive["boxes"])
             row = {"case": case.name, "shape": "x".join(map(str, shape)), "boxes": boxes, "model": route.model,
-                   "strategy": route.strategy, **latency, **run, "floor_s": floor, "efficiency": floor / run["wall_s"]}
+                   "strategy": route.strategy, **latency, **run, "floor_s": floor, "efficiency": floor / run["wall_s"],
+                   "floor_cpu_s": floor_cpu, "cpu_efficiency": floor_cpu / run["case_cpu_s"]}
             results.append(row)
             print(f"{case.name:28} {row['shape']:>16} {boxes:>5} {run['wall_s']:8.1f} "
                   f"{run['first_encoder_call_s']:9.2f} "
                   f"{run['encoder_calls']:9d} {run['decoded_boxes']:9d} {latency['encoder_s']:6.2f} "
                   f"{latency['decoder_per_box_s']:6.3f} {floor:8.1f} {row['efficiency']:6.2f} "
+                  f"{row['cpu_efficiency']:7.2f} "
                   f"{run['peak_rss_mb']:7.0f}", flush=True)
         tiny = Path(tmp) / "tiny" / "2DBox_US_startup.npz"
         tiny.parent.mkdir()

@@ -1,8 +1,8 @@
 """``python -m infer -i INPUT_DIR -o OUTPUT_DIR``: segment every ``*.npz`` case of a folder.
 
 Exit code 0 when every case produced its output, 1 when some case failed (each failure is one
-``error: <file>: <problem>`` line on stderr and the other cases still run), 2 for bad arguments
-(unreadable routing table, missing input folder).
+``error: <file>: <problem>`` line on stderr and the other cases still run) or the output folder is
+not writable, 2 for bad arguments (unreadable routing table, missing input folder).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from infer.session import BACKENDS, host_threads
 __all__ = ["DEFAULT_MODELS", "build_parser", "main"]
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[1] / "work_dir"
-CSV_COLUMNS = ("case", "time", "status", "encoder_calls", "decoder_calls", "decoded_boxes", "first_encoder_call")
+CSV_COLUMNS = ("case", "time", "cpu_time", "status", "encoder_calls", "decoder_calls", "decoded_boxes",
+               "first_encoder_call")
 
 
 def _positive_int(text: str) -> int:
@@ -129,8 +130,8 @@ def _write_csv(path: Path, results: list[CaseResult]) -> None:
         writer.writerow(CSV_COLUMNS)
         for r in results:
             first = "" if r.first_encoder_time is None else f"{since_process_start(r.first_encoder_time):.3f}"
-            writer.writerow([r.path.name, f"{r.seconds:.3f}", "ok" if r.ok else "error", r.encoder_calls,
-                             r.decoder_calls, r.decoded_boxes, first])
+            writer.writerow([r.path.name, f"{r.seconds:.3f}", f"{r.cpu_seconds:.3f}", "ok" if r.ok else "error",
+                             r.encoder_calls, r.decoder_calls, r.decoded_boxes, first])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr)
     pool = ModelPool(args.models, args.backend, args.threads or host_threads(), cache_dir)
     cases = sorted(p for p in args.input.glob("*.npz") if p.is_file())
+    if not cases:
+        print(f"warning: {args.input}: no *.npz cases", file=sys.stderr)
     runnable, results, warnings = _plan(cases, table, pool)
     for line in warnings:
         print(line, file=sys.stderr)

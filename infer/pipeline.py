@@ -30,12 +30,14 @@ _STRATEGY_VIEWS = {"axial": ("axial",), "three_view_vote": tuple(VIEWS)}
 
 @dataclass
 class CaseResult:
-    """What happened to one case; ``error`` is the one-line message of a failed case."""
+    """What happened to one case; ``error`` is the one-line message of a failed case.
+    ``cpu_seconds`` is the CPU time of the whole process (all runtime threads) during the case."""
 
     path: Path
     ok: bool
     seconds: float
     error: str | None = None
+    cpu_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     route: Route | None = None
     shape: tuple[int, ...] = ()
@@ -105,7 +107,7 @@ def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: f
 
     Never raises for a bad case or model: the result carries the one-line error instead.
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = CaseResult(path, ok=False, seconds=0.0, route=route)
     predictor: SlicePredictor | None = None
     try:
@@ -116,14 +118,16 @@ def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: f
         result.notes += notes
         write_segs(out_dir / path.name, segs)
         result.ok = True
-    except (CaseError, RuntimeError) as exc:
-        result.error = str(exc) if isinstance(exc, CaseError) else f"{path}: {exc}"
+    except CaseError as exc:
+        result.error = str(exc)
+    except RuntimeError as exc:  # ModelError, runtime failures: may span lines, the log wants one
+        result.error = f"{path}: {' '.join(str(exc).split())}"
     except MemoryError:
         result.error = f"{path}: out of memory"
     except Exception as exc:  # a bug must cost one case, not the batch
-        result.error = f"{path}: internal error ({type(exc).__name__}: {exc})"
+        result.error = f"{path}: internal error ({type(exc).__name__}: {' '.join(str(exc).split())})"
     finally:
-        result.seconds = time.perf_counter() - start
+        result.seconds, result.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if predictor is not None:
             result.encoder_calls, result.decoder_calls = predictor.encoder_calls, predictor.decoder_calls
             result.decoded_boxes, result.first_encoder_time = predictor.decoded_boxes, predictor.first_encoder_time

@@ -80,6 +80,7 @@ def test_every_modality_gives_named_uint16_outputs_of_the_input_shape(tmp_path, 
         rows = {row["case"]: row for row in csv.DictReader(handle)}
     assert set(rows) == set(shapes) and all(r["status"] == "ok" for r in rows.values())
     assert rows["2DBox_US_0003.npz"]["encoder_calls"] == "1" and rows["2DBox_US_0003.npz"]["decoded_boxes"] == "2"
+    assert all(float(r["time"]) > 0 and float(r["cpu_time"]) > 0 for r in rows.values())
 
 
 def test_2d_labels_are_the_boxes_later_box_wins(tmp_path, capsys, tiny_models):
