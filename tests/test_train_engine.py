@@ -13,6 +13,8 @@ from train import engine
 from train import export as export_cli
 from train import train_one_gpu
 from train.config import TrainConfig, build_parser, config_from_argv, resolve_config
+from train.checkpoint import CheckpointError
+from train.distributed import DistContext
 from train.engine import fit, lr_factor
 from train.models import build_model
 from train.runlog import read_log
@@ -73,6 +75,9 @@ def test_interrupted_and_resumed_runs_reproduce_the_uninterrupted_run_exactly(ti
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["metrics"] == b["metrics"] and (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (3, 6)
+    with pytest.raises(CheckpointError, match=r"took global batches of 4 \(4 x 1 processes\); resuming with 2 "
+                                              r"process\(es\) would take 8: resume with 1 process\(es\)$"):
+        fit(resolve_config({"resume": str(cut.run_dir / "latest.pth")}, b["config"]), DistContext(0, 2, 0))
 
 
 def test_checkpoint_loads_strictly_with_weights_only_and_exports(tiny, cache, tmp_path, capsys):

@@ -258,6 +258,8 @@ class _Run:
         np.random.seed(config.seed)
         random.seed(config.seed)
         ckpt = _load_checkpoint(Path(config.resume)) if config.resume else None
+        if ckpt is not None:
+            self._check_same_data(ckpt.get("run", {}))
         model = self.arch.build()
         if ckpt is None and config.pretrained_checkpoint:
             load_weights(model, config.pretrained_checkpoint)
@@ -293,13 +295,23 @@ class _Run:
         self.unreachable = sorted(unreachable)
         self.log: RunLog | None = None
 
-    def _restore_training_state(self, ckpt: dict[str, Any]) -> None:
-        run = ckpt.get("run", {})
+    def _check_same_data(self, run: dict[str, Any]) -> None:
+        """A resumed run must see the same epochs: same training split, same global batch."""
         if run.get("train_entries") not in (None, len(self.train_idx)):
             raise CheckpointError(f"{self.config.resume}: the run trained on {run['train_entries']} entries, the cache "
                                   f"{self.config.data_root} now gives {len(self.train_idx)}; resume with the same data")
+        if run.get("global_batch") not in (None, self.sampler.global_batch):
+            raise CheckpointError(
+                f"{self.config.resume}: the run took global batches of {run['global_batch']} ({self.config.batch_size} "
+                f"x {run.get('world_size')} processes); resuming with {self.dist.world_size} process(es) would take "
+                f"{self.sampler.global_batch}: resume with {run.get('world_size')} process(es)")
+
+    def _restore_training_state(self, ckpt: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        # The next step's lr from this run's schedule (it differs from the saved one when num_epochs grew).
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
         if self.scaler.is_enabled() and ckpt["scaler"]:
             self.scaler.load_state_dict(ckpt["scaler"])
         _set_rng_state(ckpt["rng"])
