@@ -8,7 +8,9 @@ Each case is a phantom of one modality written in the challenge format (REFERENC
 
 Output is a pure function of (CaseSpec, seed): the same seed gives byte-identical files.
 
-CLI: python -m test_demo.generate --out test_demo [--benchmark] [--seed N] [--force]
+CLI: python -m test_demo.generate --out test_demo [--benchmark | --training N] [--seed N] [--force]
+(--training writes N training cases in the challenge training layout <out>/<Modality>/phantoms/<name>.npz
+with imgs, gts and, for 3D, spacing in one file.)
 """
 from __future__ import annotations
 
@@ -176,6 +178,16 @@ def write_case(case: Case, imgs_dir: str | Path, gts_dir: str | Path | None = No
     return paths
 
 
+def write_training_case(case: Case, modality: str, root: str | Path) -> Path:
+    """Write root/<Modality>/phantoms/<name>.npz (imgs, gts[, spacing]), the challenge's training layout."""
+    extra = {} if case.spacing is None else {"spacing": case.spacing}
+    folder = Path(root) / modality / "phantoms"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{case.name}.npz"
+    _save_npz_atomic(path, {"imgs": case.imgs, "gts": case.gts, **extra})
+    return path
+
+
 def _spec(modality: str, shape: tuple[int, ...], n: int, case_id: str) -> CaseSpec:
     dim = MODALITIES[modality][0]
     return CaseSpec(modality, dim, shape, n, f"{dim}Box_{modality}_{case_id}")  # type: ignore[arg-type]
@@ -235,9 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m test_demo.generate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("test_demo"), help="folder that receives imgs/ and gts/ (default: test_demo)")
     parser.add_argument("--benchmark", action="store_true", help="write the full-size benchmark workload into <out>/benchmark/ instead")
+    parser.add_argument("--training", type=int, metavar="N",
+                        help="write N training cases into <out>/<Modality>/phantoms/ instead (never equal to demo cases)")
     parser.add_argument("--seed", type=int, default=0, help=f"base seed, 0 <= N < {SEED_STRIDE} (default 0)")
     parser.add_argument("--force", action="store_true", help="overwrite existing cases")
     args = parser.parse_args(argv)
+    if args.training is not None:
+        return _write_training_set(args.out, args.training, args.seed, args.force)
     kind, specs = ("benchmark", BENCHMARK_WORKLOAD) if args.benchmark else ("demo", DEMO_CASES)
     root = args.out / "benchmark" if args.benchmark else args.out
     imgs_dir, gts_dir = root / "imgs", root / "gts"
@@ -258,6 +274,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{case.name}: imgs {case.imgs.shape}, {len(case.boxes)} boxes, "
               f"{time.perf_counter() - t0:.2f} s wall, {time.process_time() - cpu0:.2f} s CPU")
     print(f"{len(specs)} cases in {time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu_start:.1f} s CPU -> {imgs_dir}, {gts_dir}")
+    return 0
+
+
+def _write_training_set(root: Path, n: int, seed: int, force: bool) -> int:
+    if root.exists() and any(root.iterdir()) and not force:
+        print(f"error: {root} is not empty; pass --force to write into it", file=sys.stderr)
+        return 1
+    if not 0 <= seed < SEED_STRIDE:
+        print(f"error: --seed: must satisfy 0 <= seed < {SEED_STRIDE}, got {seed}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    for case in training_cases(n, seed):
+        write_training_case(case, case.name.split("_")[1], root)
+    print(f"{n} training cases in {time.perf_counter() - start:.1f} s -> {root}/<Modality>/phantoms/")
     return 0
 
 

@@ -207,3 +207,22 @@ def test_cli_force_overwrites_and_benchmark_goes_elsewhere(tmp_path, monkeypatch
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.npz")) == [
         "benchmark/gts/2DBox_US_tiny.npz", "benchmark/imgs/2DBox_US_tiny.npz",
         f"gts/{DEMO_CASES[6].name}.npz", f"imgs/{DEMO_CASES[6].name}.npz"]
+
+
+def test_cli_training_set_uses_the_challenge_training_layout(tmp_path):
+    root = tmp_path / "phantoms"
+    assert gen.main(["--training", "12", "--out", str(root)]) == 0
+    files = sorted(root.glob("*/phantoms/*.npz"))
+    assert len(files) == 12
+    assert {f.parent.parent.name for f in files} == set(gen.MODALITIES)  # 11 modalities in turn
+    for path in files:
+        with np.load(path, allow_pickle=False) as data:
+            dim, modality = path.stem.split("_")[:2]
+            assert path.parent.parent.name == modality
+            expected = {"imgs", "gts", "spacing"} if dim == "3DBox" else {"imgs", "gts"}
+            assert set(data.files) == expected
+            assert data["gts"].shape == (data["imgs"].shape[:2] if dim == "2DBox" else data["imgs"].shape)
+            assert data["gts"].max() >= 1
+    demo_names = {spec.name for spec in DEMO_CASES}
+    assert not demo_names & {f.stem for f in files}
+    assert gen.main(["--training", "1", "--out", str(root)]) == 1  # not empty: refuses without --force
