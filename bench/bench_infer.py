@@ -19,7 +19,8 @@ each case:
 Compute floor = encoder calls x encoder latency + decoded boxes x per-box decoder latency;
 efficiency = floor / wall. On a shared machine the load drifts between the latency measurement and
 the case; "cpu eff" repeats the ratio in CPU seconds (floor from the calls' CPU time, over the CPU
-time the CLI reports for the case, start-up excluded), less sensitive to the load. A final row
+time the CLI reports for the case, start-up excluded), less sensitive to the load, and "busy" is
+the wall time the case spent inside model calls over its wall time (same run, same load). A final row
 times start-up alone: process start to the first encoder call on a tiny case (models cached).
 Prints a table and writes OUT/bench_infer.json.
 """
@@ -132,7 +133,8 @@ def _run_case(case: Path, args, work: Path, cache: Path | None) -> dict:
     with open(csv_path) as handle:
         (row,) = csv.DictReader(handle)
     return {"wall_s": run.seconds, "peak_rss_mb": run.peak_rss_bytes / 2**20, "case_s": float(row["time"]),
-            "case_cpu_s": float(row["cpu_time"]),
+            "case_cpu_s": float(row["cpu_time"]), "in_model_s": float(row["encoder_time"]) + float(row["decoder_time"]),
+            "first_encoder_call_cpu_s": float(row["first_encoder_call_cpu"] or "nan"),
             "encoder_calls": int(row["encoder_calls"]), "decoded_boxes": int(row["decoded_boxes"]),
             "first_encoder_call_s": float(row["first_encoder_call"] or "nan"), "log": log_tail[0]}
 
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = _generate(args.out / "cases", set(filter(None, args.cases.split(","))) or None)
     results = []
     header = (f"{'case':28} {'shape':>16} {'boxes':>5} {'wall s':>8} {'1st enc s':>9} {'enc calls':>9} "
-              f"{'dec boxes':>9} {'enc s':>6} {'box s':>6} {'floor s':>8} {'effic.':>6} {'cpu eff':>7} {'RSS MB':>7}")
+              f"{'dec boxes':>9} {'enc s':>6} {'box s':>6} {'floor s':>8} {'effic.':>6} {'cpu eff':>7} {'busy':>5} "
+              f"{'RSS MB':>7}")
     print(header, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_infer_", dir=args.out) as tmp:
         for case in cases:
@@ -178,27 +181,30 @@ def main(argv: list[str] | None = None) -> int:
                 shape, boxes = archive["imgs"].shape, len(archive["boxes"])
             row = {"case": case.name, "shape": "x".join(map(str, shape)), "boxes": boxes, "model": route.model,
                    "strategy": route.strategy, **latency, **run, "floor_s": floor, "efficiency": floor / run["wall_s"],
-                   "floor_cpu_s": floor_cpu, "cpu_efficiency": floor_cpu / run["case_cpu_s"]}
+                   "floor_cpu_s": floor_cpu, "cpu_efficiency": floor_cpu / run["case_cpu_s"],
+                   "busy": run["in_model_s"] / run["wall_s"]}
             results.append(row)
             print(f"{case.name:28} {row['shape']:>16} {boxes:>5} {run['wall_s']:8.1f} "
                   f"{run['first_encoder_call_s']:9.2f} "
                   f"{run['encoder_calls']:9d} {run['decoded_boxes']:9d} {latency['encoder_s']:6.2f} "
                   f"{latency['decoder_per_box_s']:6.3f} {floor:8.1f} {row['efficiency']:6.2f} "
-                  f"{row['cpu_efficiency']:7.2f} "
+                  f"{row['cpu_efficiency']:7.2f} {row['busy']:5.2f} "
                   f"{run['peak_rss_mb']:7.0f}", flush=True)
         tiny = Path(tmp) / "tiny" / "2DBox_US_startup.npz"
         tiny.parent.mkdir()
         np.savez_compressed(tiny, imgs=np.zeros((64, 64, 3), np.uint8), boxes=np.array([[8, 8, 40, 40]]))
-        startups = [_run_case(tiny, args, Path(tmp) / "run", cache)["first_encoder_call_s"] for _ in range(3)]
-    startup = statistics.median(startups)
-    print(f"start-up (process start -> first encoder call, tiny case, models cached): median {startup:.2f} s "
-          f"of {', '.join(f'{s:.2f}' for s in startups)}")
+        runs = [_run_case(tiny, args, Path(tmp) / "run", cache) for _ in range(5)]
+    startups = [r["first_encoder_call_s"] for r in runs]
+    startup_cpu = [r["first_encoder_call_cpu_s"] for r in runs]
+    print(f"start-up (process start -> first encoder call, tiny case, models cached): median "
+          f"{statistics.median(startups):.2f} s of {', '.join(f'{s:.2f}' for s in startups)}; "
+          f"CPU seconds used by then: median {statistics.median(startup_cpu):.2f}")
     three_d = [r for r in results if r["case"].startswith("3D")]
     if three_d:
         print(f"3D efficiency: min {min(r['efficiency'] for r in three_d):.2f}; "
               f"peak RSS max {max(r['peak_rss_mb'] for r in results):.0f} MB")
     summary = {"backend": args.backend, "threads": args.threads, "models": str(args.models),
-               "startup_s": startups, "cases": results}
+               "startup_s": startups, "startup_cpu_s": startup_cpu, "cases": results}
     (args.out / "bench_infer.json").write_text(json.dumps(summary, indent=2))
     return 0
 

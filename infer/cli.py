@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_MODELS", "build_parser", "main"]
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[1] / "work_dir"
 CSV_COLUMNS = ("case", "time", "cpu_time", "status", "encoder_calls", "decoder_calls", "decoded_boxes",
-               "first_encoder_call")
+               "encoder_time", "decoder_time", "first_encoder_call", "first_encoder_call_cpu")
 
 
 def _positive_int(text: str) -> int:
@@ -130,8 +130,10 @@ def _write_csv(path: Path, results: list[CaseResult]) -> None:
         writer.writerow(CSV_COLUMNS)
         for r in results:
             first = "" if r.first_encoder_time is None else f"{since_process_start(r.first_encoder_time):.3f}"
+            first_cpu = "" if r.first_encoder_cpu is None else f"{r.first_encoder_cpu:.3f}"
             writer.writerow([r.path.name, f"{r.seconds:.3f}", f"{r.cpu_seconds:.3f}", "ok" if r.ok else "error",
-                             r.encoder_calls, r.decoder_calls, r.decoded_boxes, first])
+                             r.encoder_calls, r.decoder_calls, r.decoded_boxes, f"{r.encoder_seconds:.3f}",
+                             f"{r.decoder_seconds:.3f}", first, first_cpu])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,10 @@ class CaseResult:
     encoder_calls: int = 0
     decoder_calls: int = 0
     decoded_boxes: int = 0
+    encoder_seconds: float = 0.0
+    decoder_seconds: float = 0.0
     first_encoder_time: float | None = None
+    first_encoder_cpu: float | None = None
 
 
 def segment_image(predictor: SlicePredictor, image: np.ndarray, boxes: np.ndarray,
@@ -129,6 +132,7 @@ def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: f
     finally:
         result.seconds, result.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if predictor is not None:
-            result.encoder_calls, result.decoder_calls = predictor.encoder_calls, predictor.decoder_calls
-            result.decoded_boxes, result.first_encoder_time = predictor.decoded_boxes, predictor.first_encoder_time
+            for name in ("encoder_calls", "decoder_calls", "decoded_boxes", "encoder_seconds", "decoder_seconds",
+                         "first_encoder_time", "first_encoder_cpu"):
+                setattr(result, name, getattr(predictor, name))
     return result

@@ -41,8 +41,9 @@ class SlicePredictor:
     """Encoder once per image, batched decoder per set of boxes, counters for both.
 
     ``encoder_calls``, ``decoder_calls`` and ``decoded_boxes`` count the work done since the
-    predictor was made, ``first_encoder_time`` is the ``time.perf_counter()`` of its first
-    encoder call (benchmarks and tests read them).
+    predictor was made, ``encoder_seconds`` and ``decoder_seconds`` the wall time spent inside the
+    sessions; ``first_encoder_time`` / ``first_encoder_cpu`` are ``time.perf_counter()`` /
+    ``time.process_time()`` at its first encoder call (benchmarks and tests read them).
     """
 
     def __init__(self, model: LoadedModel, max_batch: int = DEFAULT_MAX_BATCH) -> None:
@@ -55,7 +56,10 @@ class SlicePredictor:
         self.encoder_calls = 0
         self.decoder_calls = 0
         self.decoded_boxes = 0
+        self.encoder_seconds = 0.0
+        self.decoder_seconds = 0.0
         self.first_encoder_time: float | None = None
+        self.first_encoder_cpu: float | None = None
 
     @property
     def image_state(self) -> ImageState | None:
@@ -64,9 +68,11 @@ class SlicePredictor:
     def set_image(self, image: np.ndarray) -> None:
         """Encode ``image``: (H, W) grey or (H, W, 3) uint8."""
         tensor, geometry = preprocess_image(np.ascontiguousarray(image), self.spec.preprocess)
+        start = time.perf_counter()
         if self.first_encoder_time is None:
-            self.first_encoder_time = time.perf_counter()
+            self.first_encoder_time, self.first_encoder_cpu = start, time.process_time()
         outputs = self.model.encoder.run({ENCODER_INPUT: tensor})
+        self.encoder_seconds += time.perf_counter() - start
         self.encoder_calls += 1
         self._state = ImageState(outputs[ENCODER_OUTPUT], geometry)
 
@@ -100,7 +106,9 @@ class SlicePredictor:
         """
         state = self._require_state()
         model_boxes = boxes_to_model(boxes, self.spec.preprocess, state.geometry)
+        start = time.perf_counter()
         outputs = self.model.decoder.run({DECODER_INPUTS[0]: state.embedding, DECODER_INPUTS[1]: model_boxes})
+        self.decoder_seconds += time.perf_counter() - start
         self.decoder_calls += 1
         self.decoded_boxes += len(model_boxes)
         logits, iou = outputs[DECODER_OUTPUTS[0]], outputs[DECODER_OUTPUTS[1]]
