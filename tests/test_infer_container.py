@@ -87,7 +87,7 @@ def test_predict_sh_fails_when_the_batch_fails(tmp_path, tiny_models):
     inputs.mkdir()
     (inputs / "2DBox_US_0001.npz").write_text("garbage")
     env = {**os.environ, "INPUT_DIR": str(inputs), "OUTPUT_DIR": str(tmp_path / "out"), "PYTHON": sys.executable,
-           "INFER_ARGS": f"--models {tiny_models} --cache-dir ''"}
+           "INFER_ARGS": f"--models {tiny_models} --cache-dir {tmp_path / 'cache'}"}
     proc = subprocess.run(["sh", str(REPO / "predict.sh")], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 1
