@@ -153,3 +153,54 @@ def test_training_takes_only_preprocessing_and_modality_helpers_from_infer():
                 if name == "infer" or name.startswith("infer."):
                     used.setdefault(name, set()).add(path.name)
     assert set(used) == {"infer.preprocess", "infer.modality"}, used
+
+
+def _flip_shift(array: np.ndarray, flip_x: bool, flip_y: bool, dy: int, dx: int) -> np.ndarray:
+    """The test's own copy of a sample's geometry: flips, then a zero-filled translation by (dy, dx)."""
+    array = array[:, ::-1] if flip_x else array
+    array = array[::-1] if flip_y else array
+    out = np.zeros_like(array)
+    h, w = array.shape[:2]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = array[max(-dy, 0):h - max(dy, 0),
+                                                                       max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def test_k_objects_of_a_sample_share_the_image_and_one_flip_and_shift(two_object_cache):
+    cache, _, _ = two_object_cache
+    image, labels = cache.arrays(cache.entries[1])  # 256 x 192, objects 1 and 2
+    h, w = labels.shape
+    samples = TrainSamples(cache, Augment(box_margin=5, max_shift=4, flip=True), seed=7, objects=3)
+    geometries, own_margins = set(), False
+    for position in range(24):
+        s = samples[SampleKey(1, 0, position)]
+        assert s["image"].shape == (3, 256, 256) and s["mask"].shape == (3, 256, 256) and s["box"].shape == (12,)
+        masks, boxes = s["mask"].numpy()[:, :h, :w] > 0, s["box"].numpy().reshape(3, 4)
+        assert not s["mask"][:, :, w:].any()
+        # The one geometry that carries the cached label map onto every mask also gives the sample's image.
+        found = [(fx, fy, dy, dx) for fx in (False, True) for fy in (False, True)
+                 for dy in range(-4, 5) for dx in range(-4, 5)
+                 if all(any(np.array_equal(m, _flip_shift(labels, fx, fy, dy, dx) == v) for v in (1, 2))
+                        for m in masks)]
+        assert len(found) == 1, (position, found)
+        moved = _flip_shift(image, *found[0])
+        assert np.array_equal(s["image"].numpy(), preprocess_image(moved, LITEMEDSAM_PREPROCESS)[0][0])
+        geometries.add(found[0])
+        for mask, box in zip(masks, boxes):
+            ys, xs = np.nonzero(mask)
+            tight = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
+            assert np.all(tight[:2] - box[:2] >= 0) and np.all(tight[:2] - box[:2] <= 5)
+            assert np.all(box[2:] - tight[2:] >= 0) and np.all(box[2:] - tight[2:] <= 5)
+        same = [(i, j) for i in range(3) for j in range(i) if np.array_equal(masks[i], masks[j])]
+        assert same  # two labels, three draws: with replacement
+        own_margins |= any(not np.array_equal(boxes[i], boxes[j]) for i, j in same)
+    assert {g[:2] for g in geometries} == {(False, False), (False, True), (True, False), (True, True)}
+    assert any(g[2:] != (0, 0) for g in geometries) and own_margins
+
+
+def test_an_entry_with_one_label_still_gives_k_objects(two_object_cache):
+    cache, _, _ = two_object_cache
+    s = TrainSamples(cache, Augment(), seed=0, objects=4)[SampleKey(0, 3, 5)]  # the CT slice: label 3 only
+    assert s["mask"].shape[0] == 4 and all(torch.equal(s["mask"][0], m) for m in s["mask"]) and s["mask"].any()
+    with pytest.raises(ValueError, match=r"^objects per sample must be >= 1, got 0$"):
+        TrainSamples(cache, Augment(), seed=0, objects=0)

@@ -2,6 +2,7 @@
 frozen parts that stay frozen, flag aliases and configuration rules."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -16,7 +17,7 @@ from train.config import TrainConfig, build_parser, config_from_argv, resolve_co
 from train.checkpoint import CheckpointError
 from train.distributed import DistContext
 from train.engine import fit, lr_factor
-from train.models import build_model
+from train.models import ARCHITECTURES, build_model
 from train.runlog import read_log
 
 
@@ -167,3 +168,53 @@ def test_schedule_warms_up_linearly_then_decays_by_cosine_to_the_floor():
     assert factors[4] == 1.0 and factors[9] == pytest.approx(0.1 + 0.9 * 0.5) and factors[14] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(factors[3:], factors[4:]))
     assert lr_factor(20, 4, 14, 0.1) == pytest.approx(0.1) and not math.isnan(lr_factor(0, 0, 1, 0.0))
+
+
+def test_k_objects_per_image_encode_each_image_once_and_decode_k_boxes(tiny, cache, tmp_path, monkeypatch):
+    calls: list[tuple[str, bool, torch.Tensor, int]] = []  # (module, training, its embeddings, boxes)
+
+    def counting_build():
+        model = tiny.build()
+        model.image_encoder.register_forward_hook(
+            lambda m, args, out: calls.append(("enc", m.training, out, 0)))
+        model.mask_decoder.register_forward_hook(
+            lambda m, args, out: calls.append(("dec", m.training, args[0], args[2].shape[0])))
+        return model
+
+    monkeypatch.setitem(ARCHITECTURES, TINY, dataclasses.replace(tiny, build=counting_build))
+    result = fit(tiny_config(cache, tmp_path, objects_per_image=3, num_epochs=1, samples_per_epoch=8))
+    train = [c for c in calls if c[1]]
+    assert [c[0] for c in train] == ["enc", "dec"] * 2  # 2 steps: one encoder pass each
+    for (_, _, embeddings, _), (_, _, decoded, boxes) in zip(train[::2], train[1::2]):
+        assert embeddings.shape[0] == 4 and boxes == 12  # the batch's 4 images once, 3 boxes per image
+        assert torch.equal(decoded, embeddings.repeat_interleave(3, dim=0))
+    evaluated = [c for c in calls if c[0] == "dec" and not c[1]]
+    assert any(c[3] == 4 for c in evaluated)  # validation batches of 4 ...
+    assert all(c[2].shape[0] == c[3] for c in evaluated)  # ... with one box per image
+    assert json.loads((result.run_dir / "config.json").read_text())["config"]["objects_per_image"] == 3
+
+
+def test_a_resumed_k_object_run_reproduces_the_uninterrupted_run(tiny, cache, tmp_path, capsys):
+    base = dict(num_epochs=2, samples_per_epoch=8, batch_size=4, objects_per_image=3)  # 4 steps
+    whole = fit(tiny_config(cache, tmp_path / "a", **base))
+    cut = fit(tiny_config(cache, tmp_path / "b", max_steps=3, **base))
+    assert cut.stopped_early and train_one_gpu.main(["-resume", str(cut.run_dir)]) == 0
+    assert [r["loss"] for r in _rows(cut.run_dir)] == [r["loss"] for r in _rows(whole.run_dir)]
+    a = torch.load(whole.run_dir / "latest.pth", weights_only=True)["model"]
+    b = torch.load(cut.run_dir / "latest.pth", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    assert train_one_gpu.main(["-resume", str(cut.run_dir), "--objects-per-image", "1"]) == 1
+    assert capsys.readouterr().err.startswith(
+        "error: a resumed run keeps its configuration; cannot change objects_per_image 3 -> 1 (changeable: ")
+
+
+def test_objects_per_image_flag_and_checkpoints_older_than_the_option(tmp_path):
+    assert config_from_argv(["--data-root", "C", "--objects-per-image", "5"], "t", "").objects_per_image == 5
+    with pytest.raises(ValueError, match=r"^objects_per_image must be >= 1, got 0$"):
+        TrainConfig(data_root="C", objects_per_image=0)
+    older = TrainConfig(data_root="C").to_json()
+    del older["objects_per_image"]  # saved before the option existed: that run drew one object
+    assert resolve_config({"resume": "x", "objects_per_image": 1}, older).objects_per_image == 1
+    with pytest.raises(ValueError, match=r"cannot change objects_per_image 1 -> 2 "):
+        resolve_config({"resume": "x", "objects_per_image": 2}, older)

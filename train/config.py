@@ -51,7 +51,8 @@ class TrainConfig:
     val_box_margin: int = 2
     balance_modalities: bool = False
     samples_per_epoch: int | None = None  # default: the training split's size
-    batch_size: int = 8  # per process
+    batch_size: int = 8  # images per process
+    objects_per_image: int = 1  # objects (box + mask) per training image; the encoder runs once per image
     num_workers: int = 4
     num_epochs: int = 10
     lr: float | None = None
@@ -82,7 +83,7 @@ class TrainConfig:
         get_architecture(self.arch)
         if not self.data_root:
             raise ValueError("data_root is required (-data_root / --data-root: a cache from python -m train.prepare)")
-        positive = ("batch_size", "num_epochs", "val_samples", "log_every")
+        positive = ("batch_size", "objects_per_image", "num_epochs", "val_samples", "log_every")
         non_negative = ("num_workers", "val_box_margin", "box_margin", "max_shift", "lora_rank", "save_every",
                         "seed", "weight_decay", "grad_clip", "dice_weight", "bce_weight", "iou_weight")
         for name in positive:
@@ -123,7 +124,10 @@ _FLAGS: list[tuple[str, tuple[str, ...], dict[str, Any], str]] = [
     ("pretrained_checkpoint", ("-pretrained_checkpoint", "--pretrained-checkpoint"), {},
      "initial weights (plain state_dict, {'model': ...}, DDP prefix ok); default: random init"),
     ("work_dir", ("-work_dir", "--work-dir"), {}, "folder receiving the run folder (default work_dir)"),
-    ("batch_size", ("-batch_size", "--batch-size"), {"type": int}, "samples per process and step (default 8)"),
+    ("batch_size", ("-batch_size", "--batch-size"), {"type": int},
+     "samples (images) per process and step (default 8)"),
+    ("objects_per_image", ("--objects-per-image",), {"type": int},
+     "objects (box + mask) per sample, drawn with replacement; one encoder pass per image (default 1)"),
     ("num_workers", ("-num_workers", "--num-workers"), {"type": int}, "data loader processes (default 4)"),
     ("num_epochs", ("-num_epochs", "--num-epochs"), {"type": int}, "epochs (default 10)"),
     ("lr", ("-lr", "--lr"), {"type": float}, f"peak learning rate (default {DEFAULT_LR}; {DEFAULT_LORA_LR} with LoRA)"),
@@ -209,7 +213,9 @@ def resolve_config(given: dict[str, Any], saved: dict[str, Any] | None = None) -
     values.update(given)
     if saved is None:
         return TrainConfig(**values)
-    base = {k: v for k, v in saved.items() if k not in _PER_INVOCATION}
+    # A field newer than the checkpoint ran at its default: the default reproduces what that run did.
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    base = {k: v for k, v in {**defaults, **saved}.items() if k not in _PER_INVOCATION}
     changed = sorted(k for k, v in values.items() if k not in RESUME_OVERRIDES and base.get(k) != v)
     if changed:
         detail = ", ".join(f"{k} {base.get(k)!r} -> {values[k]!r}" for k in changed)

@@ -1,12 +1,13 @@
 """Training and validation samples over a prepared cache, and the per-epoch batch order.
 
-A training sample is one random object of one cache entry, prompted by its tight box plus an
-independent random margin per side (model pixels), after random flips and a small shift, then
+A training sample is one cache entry's image and K random objects of it (K = 1 by default; drawn
+with replacement), each prompted by its tight box plus its own random margin per side (model
+pixels), after random flips and a small shift common to the image and all K objects, then
 normalised by :func:`infer.preprocess.preprocess_image` itself, so training sees exactly what
-inference feeds the model. Everything random is drawn from ``default_rng([seed, kind, epoch,
-position])``: a sample depends only on where it sits in the epoch's global order, never on the
-process, the worker or how many steps ran before, which makes resumed and multi-process runs
-reproduce single uninterrupted ones.
+inference feeds the model; K > 1 lets the engine encode each image once for K decoder prompts.
+Everything random is drawn from ``default_rng([seed, kind, epoch, position])``: a sample depends
+only on where it sits in the epoch's global order, never on the process, the worker or how many
+steps ran before, which makes resumed and multi-process runs reproduce single uninterrupted ones.
 """
 from __future__ import annotations
 
@@ -125,17 +126,21 @@ def tight_box(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.int64)
 
 
-def _model_input(image: np.ndarray, mask: np.ndarray, box: np.ndarray,
+def _model_input(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray,
                  spec: PreprocessSpec) -> dict[str, torch.Tensor]:
-    """Normalise and pad through infer's pre-processing; the crop's longest side is already S."""
+    """Normalise and pad through infer's pre-processing; the crop's longest side is already S.
+
+    masks (K, h, w), boxes (K, 4) -> "mask" (K, S, S) and "box" (4 K,): the K boxes in a row, so
+    one object keeps the (4,) layout and a batch's ``box.reshape(-1, 4)`` follows the masks' order.
+    """
     tensor, geometry = preprocess_image(image, spec)
-    h, w = mask.shape
+    k, h, w = masks.shape
     if (geometry.resized_h, geometry.resized_w) != (h, w):
         raise ValueError(f"cached crop {h} x {w} is not at model resolution {spec.image_size}")
-    target = np.zeros((1, spec.image_size, spec.image_size), dtype=np.float32)
-    target[0, :h, :w] = mask
+    target = np.zeros((k, spec.image_size, spec.image_size), dtype=np.float32)
+    target[:, :h, :w] = masks
     return {"image": torch.from_numpy(tensor[0]), "mask": torch.from_numpy(target),
-            "box": torch.from_numpy(box.astype(np.float32))}
+            "box": torch.from_numpy(boxes.reshape(-1).astype(np.float32))}
 
 
 def _shift(array: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -148,11 +153,18 @@ def _shift(array: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 class TrainSamples(Dataset):
-    """``dataset[SampleKey]`` -> {"image" (3, S, S) float32, "mask" (1, S, S) float32 in {0, 1},
-    "box" (4,) float32 XYXY model pixels}: one random object of the entry, augmented."""
+    """``dataset[SampleKey]`` -> {"image" (3, S, S) float32, "mask" (K, S, S) float32 in {0, 1},
+    "box" (4 K,) float32 XYXY model pixels}: ``objects`` = K random objects of the entry (with
+    replacement, so an entry with fewer labels still gives K), augmented together.
 
-    def __init__(self, cache: Cache, augment: Augment, seed: int) -> None:
-        self.cache, self.augment, self.seed = cache, augment, seed
+    The random draws come in the order label(s), flips, shift, margins, so K = 1 draws exactly
+    what one-object sampling always drew: the same key gives the same sample.
+    """
+
+    def __init__(self, cache: Cache, augment: Augment, seed: int, objects: int = 1) -> None:
+        if objects < 1:
+            raise ValueError(f"objects per sample must be >= 1, got {objects}")
+        self.cache, self.augment, self.seed, self.objects = cache, augment, seed, objects
 
     def __len__(self) -> int:
         return len(self.cache.entries)
@@ -161,24 +173,25 @@ class TrainSamples(Dataset):
         entry = self.cache.entries[key.entry]
         image, labels = self.cache.arrays(entry)
         rng = np.random.default_rng([self.seed, _SAMPLE, key.epoch, key.position])
-        label = entry.labels[rng.integers(len(entry.labels))]
+        chosen = np.asarray(entry.labels)[rng.integers(len(entry.labels), size=self.objects)]
         a = self.augment
         flips = rng.random(2) < 0.5
         if a.flip and flips[0]:
             image, labels = image[:, ::-1], labels[:, ::-1]
         if a.flip and flips[1]:
             image, labels = image[::-1], labels[::-1]
-        mask = labels == label
+        masks = labels[:, :, None] == chosen  # (h, w, K): _shift moves the first two axes
         dy, dx = rng.integers(-a.max_shift, a.max_shift + 1, size=2)
         if a.max_shift and (dy or dx):
-            shifted = _shift(mask, int(dy), int(dx))
-            if shifted.any():  # an object pushed out of the frame keeps its place instead
-                image, mask = _shift(image, int(dy), int(dx)), shifted
-        h, w = mask.shape
-        margins = rng.integers(0, a.box_margin + 1, size=4)
-        box = tight_box(mask) + margins * np.array([-1, -1, 1, 1])
-        box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
-        return _model_input(np.ascontiguousarray(image), mask, box, self.cache.spec)
+            shifted = _shift(masks, int(dy), int(dx))
+            if shifted.any(axis=(0, 1)).all():  # an object pushed out of the frame: nothing moves
+                image, masks = _shift(image, int(dy), int(dx)), shifted
+        masks = masks.transpose(2, 0, 1)
+        h, w = masks.shape[1:]
+        margins = rng.integers(0, a.box_margin + 1, size=(self.objects, 4))
+        boxes = np.stack([tight_box(m) for m in masks]) + margins * np.array([-1, -1, 1, 1])
+        boxes = np.clip(boxes, 0, [w - 1, h - 1, w - 1, h - 1])
+        return _model_input(np.ascontiguousarray(image), masks, boxes, self.cache.spec)
 
 
 class ValSamples(Dataset):
@@ -203,7 +216,7 @@ class ValSamples(Dataset):
         mask = labels == label
         h, w = mask.shape
         box = np.clip(tight_box(mask) + self.box_margin * np.array([-1, -1, 1, 1]), 0, [w - 1, h - 1, w - 1, h - 1])
-        sample = _model_input(image, mask, box, self.cache.spec)
+        sample = _model_input(image, mask[None], box[None], self.cache.spec)
         sample["valid"] = torch.zeros_like(sample["mask"])
         sample["valid"][0, :h, :w] = 1
         return sample

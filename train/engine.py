@@ -103,7 +103,15 @@ class _Trainee(nn.Module):
         self.model, self.lora = model, lora
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(image, boxes)
+        """image (B, 3, S, S), boxes (B K, 4), image 0's K boxes first -> masks (B K, M, 256, 256), IoU (B K, M).
+
+        The encoder, most of a step's cost, runs once per image; each embedding is repeated for its
+        image's K boxes in one decoder call (one forward: what DDP expects). K = 1 is the plain model call.
+        """
+        k = boxes.shape[0] // image.shape[0]
+        if k == 1:
+            return self.model(image, boxes)
+        return self.model.decode(self.model.embed(image).repeat_interleave(k, dim=0), boxes)
 
 
 def _resolve_precision(precision: str, device: torch.device) -> str:
@@ -392,6 +400,7 @@ class _Run:
     def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[list[float], float]:
         dev = self.device
         image, target, box = (batch[k].to(dev, non_blocking=True) for k in ("image", "mask", "box"))
+        target, box = target.reshape(-1, 1, *target.shape[2:]), box.reshape(-1, 4)  # B K objects, image-major
         with _autocast(dev, self.precision):
             masks, iou = self.net(image, box)
         terms = segmentation_loss(masks, iou, target, self.loss_weights)
@@ -435,9 +444,11 @@ class _Run:
             print(f"run {self.run_dir}: {c.arch} on {self.device} x{self.dist.world_size} ({self.precision}); "
                   f"{len(self.train_idx)} training entries ({mods}), {len(self.val_set)} validation objects; "
                   f"{self.info['trainable_parameters']:,} trainable parameters; {spe} steps/epoch x {c.num_epochs} "
-                  f"epochs (global batch {self.sampler.global_batch})"
+                  f"epochs (global batch {self.sampler.global_batch}"
+                  + (f" images x {c.objects_per_image} objects)" if c.objects_per_image > 1 else ")")
                   + (f"; resumed at step {s.step}" if c.resume else ""), flush=True)
-        loader = DataLoader(TrainSamples(self.cache, Augment(c.box_margin, c.max_shift, c.flip), c.seed),
+        loader = DataLoader(TrainSamples(self.cache, Augment(c.box_margin, c.max_shift, c.flip), c.seed,
+                                         c.objects_per_image),
                             batch_sampler=self.sampler, num_workers=c.num_workers,
                             pin_memory=self.device.type == "cuda")
         start_epoch, start_step = s.epochs_done, s.step - s.epochs_done * spe
@@ -462,7 +473,9 @@ class _Run:
                                     seconds=now - started)
                     if s.step % c.log_every == 0:
                         print(f"epoch {epoch + 1}/{c.num_epochs} step {s.step}/{self.total_steps}: loss {loss:.4f} "
-                              f"dice {dice:.3f} lr {lr:.2e} {rate:.1f} samples/s", flush=True)
+                              f"dice {dice:.3f} lr {lr:.2e} {rate:.1f} samples/s"
+                              + (f" ({rate * c.objects_per_image:.1f} objects/s)" if c.objects_per_image > 1 else ""),
+                              flush=True)
                 if c.max_steps is not None and s.step >= c.max_steps and not epoch_end:
                     stopped = True
                     break

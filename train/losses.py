@@ -2,8 +2,9 @@
 
 The loss is the public recipe written out (MONAI is not a dependency): soft Dice with squared
 predictions in the denominator, plus BCE on the logits, plus the MSE between the predicted IoU and
-the IoU the thresholded prediction actually reaches. Every term is a mean of per-sample values,
-so the gradient of a batch split across processes and averaged by DDP equals the whole batch's.
+the IoU the thresholded prediction actually reaches. Every term is a mean of per-object values
+(a step's B images x K objects), so the gradient of a batch split across processes and averaged
+by DDP equals the whole batch's.
 """
 from __future__ import annotations
 
