@@ -2,8 +2,12 @@
 #   docker container run -m 8G --rm -v $PWD/inputs/:/workspace/inputs/ -v $PWD/outputs/:/workspace/outputs/ \
 #     <team>:latest /bin/bash -c "sh predict.sh"
 # Runtime only: numpy, OpenCV, OpenVINO, ONNX Runtime (infer/requirements.txt), no torch.
-# work_dir/ must hold the exported model folders the routing table (infer/routing.json) names.
+# work_dir/ must hold the exported model folders the routing table names: by default
+# infer/routing.json (official weights, exported as README.md says); the demo model instead with
+#   docker build --build-arg ROUTING=infer/routing_demo.json -t <team> .
 FROM python:3.11.7-slim-bookworm
+
+ARG ROUTING=infer/routing.json
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -18,6 +22,8 @@ COPY infer/requirements.txt infer/requirements.txt
 RUN pip install --no-cache-dir -r infer/requirements.txt
 
 COPY infer/ infer/
+# The chosen table becomes the image's default one.
+RUN if [ "${ROUTING}" != infer/routing.json ]; then cp "${ROUTING}" infer/routing.json; fi
 COPY predict.sh ./
 COPY work_dir/ work_dir/
 

@@ -106,3 +106,15 @@ def test_unreadable_and_invalid_tables(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(RoutingError, match="not valid JSON"):
         load_routing(bad)
+
+
+def test_demo_table_keeps_the_mission_strategies_and_serves_them_all_with_the_demo_model():
+    official = load_routing(DEFAULT_ROUTING)
+    demo = load_routing(DEFAULT_ROUTING.with_name("routing_demo.json"))
+    for modality in (*MODALITIES, None):
+        for dimension in ("2D", "3D"):
+            mission, served = official.route_for(dimension, modality), demo.route_for(dimension, modality)
+            assert served.model == "demo"
+            assert served.strategy == mission.strategy, (dimension, modality)
+    assert demo.route_for("3D", "PET").strategy == "three_view_vote"
+    assert demo.propagation_margin == official.propagation_margin

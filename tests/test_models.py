@@ -122,7 +122,7 @@ def test_official_key_names_and_shapes(name):
 
 
 def test_unknown_architecture_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"unknown architecture 'litemedsam2'; choose one of litemedsam, "
+    with pytest.raises(ValueError, match=r"unknown architecture 'litemedsam2'; choose one of litemedsam, litemedsam_small, "
                                          r"efficientsam_vitt, efficientsam_vits"):
         build_model("litemedsam2")
     assert set(ARCHITECTURES) >= {"litemedsam", "efficientsam_vitt", "efficientsam_vits"}
