@@ -127,12 +127,18 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else 1.0
 
 
+def _copy_cases(root, names, folder: str):
+    """Copy the named input cases of the OpenVINO run into root/folder (a fresh input folder)."""
+    target = root / folder
+    target.mkdir()
+    for name in names:
+        (target / name).write_bytes((root / "in" / name).read_bytes())
+    return target
+
+
 def test_onnxruntime_agrees_with_openvino(openvino_run, real_models):
     root, _, _ = openvino_run
-    subset = root / "subset"
-    subset.mkdir()
-    for name in AGREEMENT:
-        (subset / name).write_bytes((root / "in" / name).read_bytes())
+    subset = _copy_cases(root, AGREEMENT, "subset")
     _run(subset, root / "onnxruntime", real_models, root / "cache", "--backend", "onnxruntime")
     for name in AGREEMENT:
         assert _dice(_segs(root / "openvino" / name), _segs(root / "onnxruntime" / name)) >= 0.99, name
@@ -140,10 +146,7 @@ def test_onnxruntime_agrees_with_openvino(openvino_run, real_models):
 
 def test_a_second_run_writes_identical_bytes(openvino_run, real_models):
     root, _, _ = openvino_run
-    again = root / "again_in"
-    again.mkdir()
-    for name in REPEAT:
-        (again / name).write_bytes((root / "in" / name).read_bytes())
+    again = _copy_cases(root, REPEAT, "again_in")
     _run(again, root / "again", real_models, root / "cache")
     for name in REPEAT:
         assert (root / "again" / name).read_bytes() == (root / "openvino" / name).read_bytes(), name

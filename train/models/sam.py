@@ -14,12 +14,19 @@ from train.models.tiny_vit import TinyViT
 
 
 class PromptableSegmenter(nn.Module):
-    """Common driver; subclasses set the three sub-modules and ``decode``."""
+    """Common driver; subclasses choose the prompt encoder and implement ``decode``."""
 
-    image_encoder: nn.Module
-    prompt_encoder: nn.Module
-    mask_decoder: nn.Module
     mask_outputs: int
+
+    def __init__(self, encoder: nn.Module, prompt_encoder_class: type[nn.Module], decoder: nn.Module) -> None:
+        super().__init__()
+        side = encoder.embedding_size
+        self.image_encoder = encoder
+        # The prompt encoder's sizes follow from the encoder (input, grid) and decoder (width).
+        self.prompt_encoder = prompt_encoder_class(
+            embed_dim=decoder.iou_token.embedding_dim, image_embedding_size=(side, side),
+            input_image_size=(encoder.img_size, encoder.img_size))
+        self.mask_decoder = decoder
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) pre-processed image -> (N, C, 64, 64) embedding."""
@@ -39,13 +46,7 @@ class LiteMedSAM(PromptableSegmenter):
     mask_outputs = 1
 
     def __init__(self, encoder: TinyViT, decoder: sam_heads.MaskDecoder) -> None:
-        super().__init__()
-        side = encoder.embedding_size
-        self.image_encoder = encoder
-        self.prompt_encoder = sam_heads.PromptEncoder(
-            embed_dim=decoder.iou_token.embedding_dim, image_embedding_size=(side, side),
-            input_image_size=(encoder.img_size, encoder.img_size))
-        self.mask_decoder = decoder
+        super().__init__(encoder, sam_heads.PromptEncoder, decoder)
 
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """embeddings (1 or B, C, h, w), boxes (B, 4) -> masks (B, 1, 4h, 4w) logits, IoU (B, 1)."""
@@ -59,13 +60,7 @@ class EfficientSAM(PromptableSegmenter):
     mask_outputs = 3
 
     def __init__(self, encoder: efficient_sam.ImageEncoderViT, decoder: efficient_sam.MaskDecoder) -> None:
-        super().__init__()
-        side = encoder.embedding_size
-        self.image_encoder = encoder
-        self.prompt_encoder = efficient_sam.PromptEncoder(
-            embed_dim=decoder.iou_token.embedding_dim, image_embedding_size=(side, side),
-            input_image_size=(encoder.img_size, encoder.img_size))
-        self.mask_decoder = decoder
+        super().__init__(encoder, efficient_sam.PromptEncoder, decoder)
 
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """embeddings (1 or B, C, h, w), boxes (B, 4) in 1024 space -> masks (B, 3, 4h, 4w), IoU (B, 3)."""
