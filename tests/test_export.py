@@ -115,8 +115,10 @@ def test_checkpoint_export_records_its_source_and_force_replaces(tmp_path, tiny,
     assert capsys.readouterr().err.strip() == f"error: {out}: already exists (use --force to replace it)"
     assert json.loads((out / "model.json").read_text()) == first  # untouched
 
-    assert export_cli.main(["--arch", "tiny_test", "--checkpoint", str(ckpt), "--out", str(out), "--force"]) == 0
+    assert export_cli.main(["--arch", "tiny_test", "--checkpoint", str(ckpt), "--out", str(out), "--force",
+                            "--note", "trained on phantoms"]) == 0
     sidecar = json.loads((out / "model.json").read_text())
+    assert sidecar["note"] == "trained on phantoms" and "note" not in first
     assert sidecar["source"] == {"trained": True, "description": "checkpoint weights.pth", "checkpoint": "weights.pth",
                                  "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest()}
     assert sidecar["tensors"]["decoder"]["outputs"] == {"low_res_masks": ["B", 1, 256, 256],

@@ -55,7 +55,8 @@ def _library_versions() -> dict[str, str]:
             "openvino": openvino.__version__}
 
 
-def _sidecar(arch: Architecture, model: PromptableSegmenter, name: str, source: Source, report: dict) -> dict:
+def _sidecar(arch: Architecture, model: PromptableSegmenter, name: str, source: Source, report: dict,
+             note: str | None) -> dict:
     size = arch.preprocess.image_size
     emb = [1, *report["embedding_shape"][1:]]
     low = report["low_res_size"]
@@ -65,6 +66,7 @@ def _sidecar(arch: Architecture, model: PromptableSegmenter, name: str, source: 
         "name": name,
         "arch": arch.name,
         "description": arch.description,
+        **({"note": note} if note else {}),
         "parameters": parameter_count(model),
         "preprocess": arch.preprocess.to_json(),
         "mask_outputs": m,
@@ -86,7 +88,7 @@ def _sidecar(arch: Architecture, model: PromptableSegmenter, name: str, source: 
 
 
 def export_model(model: PromptableSegmenter, arch: Architecture, out: Path, source: Source,
-                 force: bool = False, name: str | None = None) -> dict:
+                 force: bool = False, name: str | None = None, note: str | None = None) -> dict:
     """Write and verify the model folder ``out``; returns the sidecar.
 
     Raises:
@@ -105,7 +107,7 @@ def export_model(model: PromptableSegmenter, arch: Architecture, out: Path, sour
         for part in ("encoder", "decoder"):
             onnx_to_openvino(staging / f"{part}.onnx", staging / f"{part}.xml")
         report = verify_folder(model, arch.preprocess.image_size, staging)
-        sidecar = _sidecar(arch, model, name or out.name, source, report)
+        sidecar = _sidecar(arch, model, name or out.name, source, report, note)
         (staging / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2) + "\n")
         _replace_dir(staging, out)
     except BaseException:
@@ -134,6 +136,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init (default 0)")
     p.add_argument("--out", type=Path, required=True, help="model folder to write, e.g. work_dir/litemedsam")
     p.add_argument("--name", help="model name recorded in the sidecar (default: the folder name)")
+    p.add_argument("--note", help="free text recorded in the sidecar (what the model is for, how it was trained)")
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     return p.parse_args(argv)
 
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             load_weights(model, args.checkpoint)
             source = Source(True, f"checkpoint {args.checkpoint.name}", checkpoint=args.checkpoint.name,
                             sha256=sha256_of(args.checkpoint))
-        sidecar = export_model(model, arch, args.out, source, force=args.force, name=args.name)
+        sidecar = export_model(model, arch, args.out, source, force=args.force, name=args.name, note=args.note)
     except (ValueError, FileExistsError, CheckpointError, VerificationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
