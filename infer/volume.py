@@ -3,7 +3,8 @@
 Per box: start on the middle slice ``(z_min + z_max) // 2`` with the 3D box's xy, walk up to
 ``z_max`` and down to ``z_min`` (both inclusive); the prompt on each next slice is the bounding
 box of this box's mask on the previous slice, in original pixels, grown by ``margin`` model-input
-pixels and clipped to the slice; when that mask is empty the 3D box's xy is used again.
+pixels and kept inside the 3D box's xy grown by the same margin (so a leak cannot feed itself);
+when that mask is empty the 3D box's xy is used again.
 
 The work is not done box by box (REFERENCE.md 8 #2 re-encodes every slice per box) but in two
 sweeps over the slices: upward over every box's ``[z_mid, z_max]``, then downward over every
@@ -84,12 +85,18 @@ def add_box(state: PropagationState, label: int, box: np.ndarray) -> None:
 
 def _next_prompt(mask: RegionMask | None, home: np.ndarray, margin: tuple[float, float],
                  shape: tuple[int, int]) -> np.ndarray:
+    """The mask's bounding box grown by ``margin``, kept inside the 3D box's xy grown by the same
+    margin: the 3D box bounds the object on every slice, so a prompt reaching beyond it can only
+    feed a leak that grows slice after slice. No mask, or none left inside: the 3D box's xy."""
     if mask is None:
         return home.copy()
-    x0, y0, x1, y1 = mask.bbox()
-    mx, my = margin
-    return np.array([max(0.0, x0 - mx), max(0.0, y0 - my), min(shape[1] - 1.0, x1 + mx),
-                     min(shape[0] - 1.0, y1 + my)])
+    grow = np.array([-margin[0], -margin[1], margin[0], margin[1]])
+    limit = np.clip(home + grow, 0.0, [shape[1] - 1.0, shape[0] - 1.0] * 2)
+    prompt = np.array(mask.bbox(), np.float64) + grow
+    prompt = np.concatenate([np.maximum(prompt[:2], limit[:2]), np.minimum(prompt[2:], limit[2:])])
+    if prompt[0] > prompt[2] or prompt[1] > prompt[3]:
+        return home.copy()
+    return prompt
 
 
 def _slices(state: PropagationState, reverse: bool) -> list[int]:

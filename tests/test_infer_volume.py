@@ -127,6 +127,20 @@ def test_an_empty_slice_falls_back_to_the_3d_box():
     assert all(per_slice[z] > 600 for z in (0, 1, 2, 3, 4, 7, 8, 9, 10))
 
 
+def test_a_leak_along_a_touching_structure_stops_at_the_3d_box():
+    volume, truth = _moving_disk()
+    ys, xs = np.nonzero(truth.any(0))
+    box = np.array([[xs.min(), ys.min(), 0, xs.max(), ys.max(), 10]], float)
+    volume[:, 126:131, :] = 230  # a bright bar through the disk, across the whole slice
+    labels = segment_volume(SlicePredictor(fake_model()), volume, box)
+    margin = 3  # model-input pixels; the slice is 256 px, so 3 original pixels
+    cols = np.nonzero(labels.any(axis=(0, 1)))[0]
+    # following its own mask, the bar would grow the prompt by the margin on every slice (15 px
+    # beyond the box after the five slices of a sweep); kept inside the 3D box it cannot
+    assert cols.min() >= xs.min() - margin and cols.max() <= xs.max() + margin
+    assert (labels[truth] > 0).mean() > 0.9
+
+
 def test_single_slice_boxes_are_segmented_on_their_slice_only():
     volume = np.full((6, 64, 64), 20, np.uint8)
     volume[:, 20:40, 20:40] = 230
