@@ -30,7 +30,7 @@ test: setup
 
 demo: setup-runtime
 	@test -d $(DEMO)/imgs || $(PY) -m test_demo.generate --out $(DEMO)
-	INPUT_DIR=$(DEMO)/imgs OUTPUT_DIR=$(DEMO)/segs PYTHON=$(PY) sh predict.sh
+	INPUT_DIR=$(DEMO)/imgs OUTPUT_DIR=$(DEMO)/segs PYTHON=$(PY) INFER_ARGS="--routing infer/routing_demo.json" sh predict.sh
 	$(PY) evaluation/compute_metrics.py -s $(DEMO)/segs -g $(DEMO)/gts -csv_dir $(DEMO)/metrics.csv
 	$(PY) -m evaluation.overlay -i $(DEMO)/imgs -g $(DEMO)/gts -s $(DEMO)/segs -m $(DEMO)/metrics.csv -o $(DEMO)/overlays
 	@echo "demo: segmentations in $(DEMO)/segs, scores in $(DEMO)/metrics.csv, pictures in $(DEMO)/overlays"
