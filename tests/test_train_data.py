@@ -159,11 +159,10 @@ def _flip_shift(array: np.ndarray, flip_x: bool, flip_y: bool, dy: int, dx: int)
     """The test's own copy of a sample's geometry: flips, then a zero-filled translation by (dy, dx)."""
     array = array[:, ::-1] if flip_x else array
     array = array[::-1] if flip_y else array
-    out = np.zeros_like(array)
     h, w = array.shape[:2]
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = array[max(-dy, 0):h - max(dy, 0),
-                                                                       max(-dx, 0):w - max(dx, 0)]
-    return out
+    py, px = abs(dy), abs(dx)  # out[y, x] = array[y - dy, x - dx], zero where that is outside
+    padded = np.pad(array, ((py, py), (px, px)) + ((0, 0),) * (array.ndim - 2))
+    return padded[py - dy:py - dy + h, px - dx:px - dx + w]
 
 
 def test_k_objects_of_a_sample_share_the_image_and_one_flip_and_shift(two_object_cache):
