@@ -104,9 +104,10 @@ def test_more_than_255_boxes(tmp_path, capsys, tiny_models):
     np.testing.assert_array_equal(segs, _painted((256, 256), np.minimum(boxes, 255)))
 
 
-def test_3d_propagation_grows_the_prompt_by_the_margin_per_slice(tmp_path, capsys, tiny_models):
-    """The tiny model returns its prompt, so slice z gets the 3D box grown by 3 px per slice away
-    from the middle slice: the margin rule, exactly, through the CLI."""
+def test_3d_propagation_grows_the_prompt_by_the_margin_within_the_3d_box(tmp_path, capsys, tiny_models):
+    """The tiny model returns its prompt: the middle slice gets the 3D box, each next slice the
+    previous mask's box grown by the 3 px margin, but never beyond the 3D box grown by that margin
+    (so every other slice gets the box grown by 3 px): the margin rule, exactly, through the CLI."""
     vol = np.random.default_rng(2).integers(0, 256, (7, 256, 256), dtype=np.uint8)
     boxes = np.array([[100, 90, 1, 140, 120, 5], [30, 30, 6, 40, 50, 6], [120, 100, 0, 130, 110, 2]])
     _save(tmp_path / "in", "3DBox_CT_0001.npz", imgs=vol, boxes=boxes, spacing=np.ones(3))
@@ -117,7 +118,7 @@ def test_3d_propagation_grows_the_prompt_by_the_margin_per_slice(tmp_path, capsy
     for k, (x0, y0, z0, x1, y1, z1) in enumerate(boxes):
         mid = (z0 + z1) // 2
         for z in range(z0, z1 + 1):
-            g = 3 * abs(z - mid)
+            g = min(3 * abs(z - mid), 3)
             region = expected[z, max(0, y0 - g):min(255, y1 + g) + 1, max(0, x0 - g):min(255, x1 + g) + 1]
             np.maximum(region, k + 1, out=region)
     np.testing.assert_array_equal(_segs(tmp_path / "out" / "3DBox_CT_0001.npz"), expected)
