@@ -16,7 +16,8 @@ import pytest
 
 from evaluation.scoring import evaluate_folder
 from infer.model_spec import load_model_spec
-from test_demo.generate import DEMO_CASES, case_seed, generate_case, write_case
+from test_demo.generate import DEMO_CASES
+from test_demo.generate import main as generate_demo
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "work_dir" / "demo"
@@ -44,8 +45,7 @@ def test_demo_sidecar_says_what_the_model_is():
 @pytest.mark.slow
 def test_demo_model_reaches_its_scores_through_predict_sh(tmp_path):
     imgs, gts, segs = tmp_path / "imgs", tmp_path / "gts", tmp_path / "segs"
-    for i, spec in enumerate(DEMO_CASES):
-        write_case(generate_case(spec, case_seed("demo", 0, i)), imgs, gts)
+    assert generate_demo(["--out", str(tmp_path)]) == 0  # the cases `make demo` generates
     env = {**os.environ, "INPUT_DIR": str(imgs), "OUTPUT_DIR": str(segs), "PYTHON": sys.executable,
            "INFER_ARGS": f"--routing infer/routing_demo.json --cache-dir {tmp_path / 'ov_cache'}"}
     done = subprocess.run(["sh", "predict.sh"], cwd=REPO, env=env, capture_output=True, encoding="utf-8")
