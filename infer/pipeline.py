@@ -22,6 +22,7 @@ from infer.models import ModelPool
 from infer.predictor import SlicePredictor
 from infer.routing import Route
 from infer.volume import DEFAULT_CACHE_BYTES, VIEWS, segment_volume
+from infer.zoom import paint_zoomed, zoom_selection
 
 __all__ = ["CaseResult", "segment_image", "segment_case", "write_segs", "run_case"]
 
@@ -74,6 +75,10 @@ def segment_case(case: Case, route: Route, predictor: SlicePredictor, margin: fl
     prepared = prepare_boxes(case.boxes, spatial)
     if route.strategy == "image":
         segs = segment_image(predictor, case.imgs, prepared.boxes, prepared.labels)
+    elif route.strategy == "image_zoom":
+        zoomed = zoom_selection(predictor, case.imgs.shape[:2], prepared.boxes)
+        segs = segment_image(predictor, case.imgs, prepared.boxes[~zoomed], prepared.labels[~zoomed])
+        paint_zoomed(predictor, case.imgs, prepared.boxes[zoomed], prepared.labels[zoomed], segs)
     elif len(prepared.boxes) == 0:
         segs = np.zeros(spatial, np.uint16)
     else:
