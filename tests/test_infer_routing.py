@@ -117,8 +117,11 @@ def test_demo_table_keeps_the_mission_strategies_and_serves_them_all_with_the_de
         for dimension in ("2D", "3D"):
             mission, served = official.route_for(dimension, modality), demo.route_for(dimension, modality)
             assert served.model == "demo"
-            # 2D: the demo model's 192 px input zooms small boxes, except Ultrasound (infer/zoom.py)
-            zoomed = dimension == "2D" and modality != "US"
-            assert served.strategy == ("image_zoom" if zoomed else mission.strategy), (dimension, modality)
-    assert demo.route_for("3D", "PET").strategy == "three_view_vote"
+            # where validation draws said so (routing_demo.json): 2D zoom except Ultrasound, PET axial
+            if dimension == "2D" and modality != "US":
+                assert served.strategy == "image_zoom", modality
+            elif (dimension, modality) == ("3D", "PET"):
+                assert (mission.strategy, served.strategy) == ("three_view_vote", "axial")
+            else:
+                assert served.strategy == mission.strategy, (dimension, modality)
     assert demo.propagation_margin == official.propagation_margin
