@@ -110,7 +110,7 @@ def test_unreadable_and_invalid_tables(tmp_path):
         load_routing(bad)
 
 
-def test_demo_table_keeps_the_mission_strategies_and_serves_them_all_with_the_demo_model():
+def test_demo_table_serves_all_with_the_demo_model_and_departs_from_the_mission_only_where_validated():
     official = load_routing(DEFAULT_ROUTING)
     demo = load_routing(DEFAULT_ROUTING.with_name("routing_demo.json"))
     for modality in (*MODALITIES, None):
