@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from assets import by_sha256
 from infer.model_spec import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, FORMAT_VERSION,
                               SIDECAR_NAME)
 from train.checkpoint import CheckpointError, load_weights, sha256_of
@@ -41,6 +42,7 @@ class Source:
     checkpoint: str | None = None
     sha256: str | None = None
     seed: int | None = None
+    provenance: dict | None = None  # the assets catalogue entry when the checkpoint is a catalogued file
 
     def to_json(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -155,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = arch.build()
             load_weights(model, args.checkpoint)
+            digest = sha256_of(args.checkpoint)
+            known = by_sha256(digest)
             source = Source(True, f"checkpoint {args.checkpoint.name}", checkpoint=args.checkpoint.name,
-                            sha256=sha256_of(args.checkpoint))
+                            sha256=digest, provenance=known.provenance() if known else None)
         sidecar = export_model(model, arch, args.out, source, force=args.force, name=args.name, note=args.note)
     except (ValueError, FileExistsError, CheckpointError, VerificationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
