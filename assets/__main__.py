@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .catalog import CATALOG, get
-from .fetch import AssetError, cache_dir, fetch
+from .wheel import AssetError, cache_dir, fetch
 
 
 def main(argv: list[str] | None = None) -> int:
