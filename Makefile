@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO := test_demo
 REAL := $(DEMO)/real
+ORGANISERS := ../shared/real-cases
 OFFICIAL := work_dir/litemedsam
 ROUTING := infer/routing_official.json
 
@@ -61,5 +62,11 @@ demo: models real-cases
 	$(PY) evaluation/compute_metrics.py -s $(REAL)/segs -g $(REAL)/gts -csv_dir $(REAL)/metrics.csv
 	$(PY) -m evaluation.overlay -i $(DEMO)/imgs -g $(DEMO)/gts -s $(DEMO)/segs -m $(DEMO)/metrics.csv -o $(DEMO)/overlays
 	$(PY) -m evaluation.overlay -i $(REAL)/imgs -g $(REAL)/gts -s $(REAL)/segs -m $(REAL)/metrics.csv -o $(REAL)/overlays
+	@# The organisers' real inputs, when present beside the repository: no labels, pictures only.
+	@if [ -d $(ORGANISERS) ]; then \
+		INPUT_DIR=$(ORGANISERS) OUTPUT_DIR=$(DEMO)/organisers/segs PYTHON=$(PY) INFER_ARGS="--routing $(ROUTING)" \
+			sh predict.sh && \
+		$(PY) -m evaluation.overlay -i $(ORGANISERS) -s $(DEMO)/organisers/segs -o $(DEMO)/organisers/overlays \
+			--cases $$(cd $(ORGANISERS) && ls *.npz); fi
 	@echo "demo: segmentations in $(DEMO)/segs and $(REAL)/segs, scores in $(DEMO)/metrics.csv and" \
-		"$(REAL)/metrics.csv, pictures in $(DEMO)/overlays and $(REAL)/overlays"
+		"$(REAL)/metrics.csv, pictures in $(DEMO)/overlays, $(REAL)/overlays and $(DEMO)/organisers/overlays"
