@@ -125,3 +125,17 @@ def test_demo_table_serves_all_with_the_demo_model_and_departs_from_the_mission_
             else:
                 assert served.strategy == mission.strategy, (dimension, modality)
     assert demo.propagation_margin == official.propagation_margin
+
+
+def test_official_table_serves_all_with_the_official_model_and_departs_from_the_mission_only_for_pet():
+    mission = load_routing(DEFAULT_ROUTING)
+    official = load_routing(DEFAULT_ROUTING.with_name("routing_official.json"))
+    for modality in (*MODALITIES, None):
+        for dimension in ("2D", "3D"):
+            planned, served = mission.route_for(dimension, modality), official.route_for(dimension, modality)
+            assert served.model == "litemedsam"
+            if (dimension, modality) == ("3D", "PET"):  # the vote lost on every PET draw measured
+                assert (planned.strategy, served.strategy) == ("three_view_vote", "axial")
+            else:
+                assert served.strategy == planned.strategy, (dimension, modality)
+    assert official.propagation_margin == mission.propagation_margin
