@@ -17,7 +17,7 @@ from typing import TextIO
 
 from infer.clock import since_process_start
 from infer.errors import RoutingError
-from infer.modality import parse_case_name
+from challenge.names import parse_case_name
 from infer.models import ModelPool
 from infer.pipeline import CaseResult, run_case
 from infer.routing import DEFAULT_ROUTING, Route, RoutingTable, load_routing

@@ -2,19 +2,19 @@
 
 Output contract (DESIGN.md 2): ``<out>/<same name>.npz`` with one key ``segs``, uint16, the
 spatial shape of ``imgs``; box k (0-based) is label k + 1 and a later box wins where masks
-overlap. It is written with ``np.savez_compressed`` to a temporary name beside the target and
-renamed, so a failed or interrupted case leaves no partial file; the zip entry has a fixed
+overlap. It is written by :func:`challenge.npz.write_npz`: to a temporary name beside the target,
+then renamed, so a failed or interrupted case leaves no partial file; the zip entry has a fixed
 timestamp, so the same input gives the same bytes run after run.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from challenge.npz import write_npz
 from infer.boxes import prepare_boxes
 from infer.cases import Case, load_case
 from infer.errors import CaseError
@@ -91,22 +91,15 @@ def segment_case(case: Case, route: Route, predictor: SlicePredictor, margin: fl
 
 
 def write_segs(path: Path, segs: np.ndarray) -> None:
-    """Write ``segs`` to ``path`` via a temporary file and ``os.replace``.
+    """Write ``segs`` to ``path`` atomically (:func:`challenge.npz.write_npz`).
 
     Raises:
-        CaseError: the file cannot be written (the temporary file is removed).
+        CaseError: the file cannot be written (no partial file is left).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, segs=segs)
-        os.replace(tmp, path)
+        write_npz(path, {"segs": segs})
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CaseError(path, f"cannot write the output ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: float,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infer.errors import RoutingError
-from infer.modality import MODALITIES, Dimension, canonical_modality
+from challenge.names import MODALITIES, Dimension, canonical_modality
 
 __all__ = ["DEFAULT_ROUTING", "STRATEGIES", "Route", "RoutingTable", "load_routing"]
 

@@ -226,7 +226,7 @@ def test_segs_that_do_not_fit_the_case(tmp_path, ct):
     cases = {
         wrong_shape: "array shape (12, 16, 20) does not match the case's (12, 20, 16)",
         too_many: "segs holds label 4 but the case has 3 boxes",
-        tmp_path / "c.npz": "no 'segs' array (keys: masks)",
+        tmp_path / "c.npz": "missing key 'segs' (has ['masks'])",
     }
     for segs, problem in cases.items():
         with pytest.raises(ConversionError) as info:

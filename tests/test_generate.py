@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from challenge.names import MODALITIES
 from test_demo import generate as gen
 from test_demo.generate import (BENCHMARK_WORKLOAD, DEMO_CASES, CaseSpec, bounding_boxes, case_seed, generate_case,
                                 training_cases, write_case)
@@ -214,7 +215,7 @@ def test_cli_training_set_uses_the_challenge_training_layout(tmp_path):
     assert gen.main(["--training", "12", "--out", str(root)]) == 0
     files = sorted(root.glob("*/phantoms/*.npz"))
     assert len(files) == 12
-    assert {f.parent.parent.name for f in files} == set(gen.MODALITIES)  # 11 modalities in turn
+    assert {f.parent.parent.name for f in files} == set(gen.SCENES)  # 11 modalities in turn
     for path in files:
         with np.load(path, allow_pickle=False) as data:
             dim, modality = path.stem.split("_")[:2]
@@ -226,3 +227,8 @@ def test_cli_training_set_uses_the_challenge_training_layout(tmp_path):
     demo_names = {spec.name for spec in DEMO_CASES}
     assert not demo_names & {f.stem for f in files}
     assert gen.main(["--training", "1", "--out", str(root)]) == 1  # not empty: refuses without --force
+
+
+def test_scene_builders_follow_the_challenge_modalities():
+    assert tuple(gen.SCENES) == MODALITIES
+    assert {modality: dim for modality, (dim, _) in gen.SCENES.items()} == CHALLENGE_MODALITIES

@@ -48,7 +48,7 @@ def test_dockerfile_installs_only_the_runtime_and_runs_as_non_root():
     instructions = _instructions()
     assert re.fullmatch(r"python:3\.11[\w.]*-slim[\w-]*", instructions[0][1])
     copied = [args.split()[0] for op, args in instructions if op == "COPY"]
-    assert copied == ["infer/requirements.txt", "infer/", "predict.sh", "work_dir/"]
+    assert copied == ["infer/requirements.txt", "challenge/", "infer/", "predict.sh", "work_dir/"]
     commands = [c.strip() for op, args in instructions if op == "RUN" for c in args.split("&&")]
     assert [c for c in commands if "pip" in c] == ["pip install --no-cache-dir -r infer/requirements.txt"]
     runs = " ".join(commands)

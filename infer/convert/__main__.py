@@ -12,7 +12,7 @@ from pathlib import Path
 from infer.convert.errors import ConversionError
 from infer.convert.from_npz import DEFAULT_SUFFIX, MASK_SUFFIXES, convert_from_npz, load_geometry
 from infer.convert.intensity import CT_WINDOWS, INTENSITY_METHODS, resolve_window
-from infer.convert.modality import MODALITIES
+from challenge.names import MODALITIES
 from infer.convert.to_npz import convert_to_npz
 
 
