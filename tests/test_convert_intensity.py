@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from infer.convert.intensity import ct_window, percentile_clip, rescale_8bit, resolve_window, to_rgb, to_uint8
+from convert.intensity import ct_window, percentile_clip, rescale_8bit, resolve_window, to_rgb, to_uint8
 from challenge.names import require_modality
 
 

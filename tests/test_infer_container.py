@@ -2,6 +2,8 @@
 and the cache warmer. No Docker engine is needed."""
 from __future__ import annotations
 
+import ast
+import fnmatch
 import os
 import re
 import shutil
@@ -106,3 +108,58 @@ def test_warm_cache_fills_the_cache_and_names_missing_folders(tmp_path, tiny_mod
     err = capsys.readouterr().err
     assert f"error: {partial / 'efficientsam_vitt'}: model folder not found; export it with" in err
     assert f"error: {partial / 'litemedsam_finetuned'}: model folder not found" in err
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatch(prefix, pattern.removeprefix("**/")) or fnmatch.fnmatch(part, pattern.removeprefix("**/"))
+               for pattern in patterns for prefix, part in zip(prefixes, parts))
+
+
+def _image_python_files() -> set[str]:
+    """Tracked .py files the Dockerfile copies into the image, after .dockerignore."""
+    sources = [args.split()[0] for op, args in _instructions() if op == "COPY"]
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    return {path for path in tracked if path.endswith(".py") and not _dockerignored(path, patterns)
+            and any(path == source or path.startswith(source) for source in sources)}
+
+
+def _module_file(name: str) -> str | None:
+    base = REPO / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate.relative_to(REPO).as_posix()
+    return None
+
+
+def _runtime_python_files(entries: tuple[str, ...]) -> set[str]:
+    """Our .py files the entry modules import, directly or not (packages' __init__ included)."""
+    seen: set[str] = set()
+    todo = list(entries)
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):  # a module imports its packages' __init__ first
+            path = _module_file(".".join(parts[:depth]))
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            package = ".".join(parts[:depth]) if path.endswith("__init__.py") else ".".join(parts[:depth - 1])
+            for node in ast.walk(ast.parse((REPO / path).read_text())):
+                if isinstance(node, ast.Import):
+                    todo += [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+                    module = ".".join(p for p in (base, node.module or "") if p)
+                    todo += [module] + [f"{module}.{alias.name}" for alias in node.names]
+    return seen
+
+
+def test_the_image_holds_exactly_the_runtime_code():
+    runtime = _runtime_python_files(("infer.__main__", "infer.warm_cache"))
+    assert "challenge/npz.py" in runtime and "infer/cli.py" in runtime
+    assert _image_python_files() == runtime

@@ -1,4 +1,4 @@
-"""Command line: ``python -m infer.convert to-npz ...`` and ``python -m infer.convert from-npz ...``.
+"""Command line: ``python -m convert to-npz ...`` and ``python -m convert from-npz ...``.
 
 Each bad input ends in one line ``error: <file>: <problem>`` on stderr; ``from-npz`` goes
 on with the other cases and exits 1 if any failed.
@@ -9,16 +9,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from infer.convert.errors import ConversionError
-from infer.convert.from_npz import DEFAULT_SUFFIX, MASK_SUFFIXES, convert_from_npz, load_geometry
-from infer.convert.intensity import CT_WINDOWS, INTENSITY_METHODS, resolve_window
+from convert.errors import ConversionError
+from convert.from_npz import DEFAULT_SUFFIX, MASK_SUFFIXES, convert_from_npz, load_geometry
+from convert.intensity import CT_WINDOWS, INTENSITY_METHODS, resolve_window
 from challenge.names import MODALITIES
-from infer.convert.to_npz import convert_to_npz
+from convert.to_npz import convert_to_npz
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m infer.convert",
+        prog="python -m convert",
         description="Convert NIfTI / DICOM / 2D images to challenge npz files, and segs npz files back to "
         "label images.",
     )

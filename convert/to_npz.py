@@ -18,12 +18,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from challenge.names import require_modality
-from infer.convert.boxes import BoxCoords, boxes_from_labels, boxes_to_grid, grow_boxes, read_boxes_file, relabel
-from infer.convert.errors import ConversionError
-from infer.convert.geometry import geometry_record, grid_mismatch, reorient
-from infer.convert.intensity import CT_WINDOWS, DEFAULT_CT_WINDOW, to_rgb, to_uint8
-from infer.convert.reading import LOSSY_SUFFIXES, PICTURE_SUFFIXES, VOLUME_SUFFIXES, file_kind, read_image
-from infer.convert.writing import json_writer, npz_writer, write_all
+from convert.boxes import BoxCoords, boxes_from_labels, boxes_to_grid, grow_boxes, read_boxes_file, relabel
+from convert.errors import ConversionError
+from convert.geometry import geometry_record, grid_mismatch, reorient
+from convert.intensity import CT_WINDOWS, DEFAULT_CT_WINDOW, to_rgb, to_uint8
+from convert.reading import LOSSY_SUFFIXES, PICTURE_SUFFIXES, VOLUME_SUFFIXES, file_kind, read_image
+from convert.writing import json_writer, npz_writer, write_all
 
 GEOMETRY_FORMAT = "medsam-convert-geometry/1"
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

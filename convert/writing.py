@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from challenge.atomic import temporary_name
 from challenge.npz import save_npz
-from infer.convert.errors import ConversionError
+from convert.errors import ConversionError
 
 Writer = Callable[[Path], None]
 

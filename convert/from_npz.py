@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from challenge.npz import NpzError, read_npz
-from infer.convert.boxes import apply_lut
-from infer.convert.errors import ConversionError
-from infer.convert.geometry import image_from_array
-from infer.convert.to_npz import GEOMETRY_FORMAT
-from infer.convert.writing import image_writer, write_all
+from convert.boxes import apply_lut
+from convert.errors import ConversionError
+from convert.geometry import image_from_array
+from convert.to_npz import GEOMETRY_FORMAT
+from convert.writing import image_writer, write_all
 
 MASK_SUFFIXES = {3: (".nii.gz", ".nii", ".mha", ".nrrd"), 2: (".png", ".nii.gz", ".nii", ".mha", ".nrrd")}
 DEFAULT_SUFFIX = {3: ".nii.gz", 2: ".png"}
