@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["MODALITIES", "ALIASES", "TYPED_ALIASES", "Dimension", "CaseName", "canonical_modality", "require_modality",
+__all__ = ["DIMENSIONS", "MODALITIES", "ALIASES", "TYPED_ALIASES", "Dimension", "CaseName", "canonical_modality", "require_modality",
            "parse_case_name"]
 
 Dimension = Literal["2D", "3D"]
+DIMENSIONS: tuple[Dimension, ...] = ("2D", "3D")
 
 MODALITIES = ("CT", "MR", "PET", "US", "X-Ray", "Dermoscopy", "Endoscopy", "Fundus", "Microscope",
               "Mammography", "OCT")

@@ -16,7 +16,7 @@ from challenge.names import Dimension
 from challenge.npz import BOX_COLUMNS, BOX_LAYOUT, DEFAULT_MAX_MEMBER_BYTES, NpzError, open_npz
 from infer.errors import CaseError
 
-__all__ = ["Case", "load_case"]
+__all__ = ["Case", "check_case", "load_case"]
 
 
 @dataclass
@@ -124,10 +124,22 @@ def load_case(path: str | Path, dimension: Dimension, max_member_bytes: int = DE
     """
     path = Path(path)
     imgs, boxes, spacing = _read_arrays(path, max_member_bytes)
+    case = check_case(path, dimension, imgs, boxes)
+    if dimension == "3D" and (note := _spacing_note(spacing)) is not None:
+        case.notes.append(note)
+    return case
+
+
+def check_case(path: str | Path, dimension: Dimension, imgs: np.ndarray, boxes: np.ndarray) -> Case:
+    """Validate in-memory arrays as a ``dimension`` case; ``path`` names it in messages.
+
+    Raises:
+        CaseError: as :func:`load_case`, for the arrays' shapes, dtypes and values.
+    """
+    path = Path(path)
+    imgs, boxes = np.asarray(imgs), np.asarray(boxes)
     notes: list[str] = []
     _check_imgs(path, dimension, imgs)
     imgs = _as_uint8(path, imgs, notes)
     values = _check_boxes(path, dimension, boxes)
-    if dimension == "3D" and (note := _spacing_note(spacing)) is not None:
-        notes.append(note)
     return Case(path, dimension, imgs, values, notes)
