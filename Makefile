@@ -1,11 +1,11 @@
-# Fresh machine: `make demo` (the main job on the demo cases) and `make test` (what .ci/run runs)
-# need only python3 (3.11).
+# Fresh machine: `make demo` (the main job on the demo cases) and `make test` (what .ci/run runs:
+# ruff, mypy, then pytest; `make test-fast` skips the slow tests) need only python3 (3.11).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO := test_demo
 
-.PHONY: test demo setup setup-runtime
+.PHONY: test test-fast lint demo setup setup-runtime
 setup: $(VENV)/.installed
 setup-runtime: $(VENV)/.runtime
 
@@ -25,8 +25,16 @@ $(VENV)/.installed: $(VENV)/.runtime requirements-train.txt requirements-dev.txt
 	$(PY) -c "import torch, onnx"
 	touch $@
 
-test: setup
+# Lint and type checks (configured in pyproject.toml), then the tests; test-fast skips the `slow` ones.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest
+
+test-fast: lint
+	$(PY) -m pytest -m "not slow"
 
 demo: setup-runtime
 	@test -d $(DEMO)/imgs || $(PY) -m test_demo.generate --out $(DEMO)

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument(
         "--modality", required=True, help=f"one of {', '.join(MODALITIES)} (aliases such as MRI, XRay accepted)"
     )
-    to.add_argument("--out-dir", type=Path, required=True, help="writes imgs/, gts/ and geometry/ below this folder")
+    to.add_argument("--out", "--out-dir", dest="out_dir", type=Path, required=True, help="writes imgs/, gts/ and geometry/ below this folder")
     prompts = to.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--labels", type=Path, help="label map on the image grid: one box per label, plus a gts npz")
     prompts.add_argument("--boxes", type=Path, help="boxes file (.csv or .json; see docs/convert.md)")

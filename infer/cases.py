@@ -92,11 +92,11 @@ def _check_boxes(path: Path, dimension: Dimension, boxes: np.ndarray) -> np.ndar
         raise CaseError(path, f"{dimension} 'boxes' must have shape (N, {columns}) {BOX_LAYOUT[dimension]}, "
                               f"got {boxes.shape}")
     values = boxes.astype(np.float64)
-    for row, (finite, negative) in enumerate(zip(np.isfinite(values).all(1), (values < 0).any(1))):
-        coords = "[" + ", ".join(_fmt(v) for v in values[row]) + "]"
-        if not finite:
+    for row, coordinates in enumerate(values):
+        coords = "[" + ", ".join(_fmt(v) for v in coordinates) + "]"
+        if not np.isfinite(coordinates).all():
             raise CaseError(path, f"'boxes' row {row} has a NaN or infinite coordinate {coords}")
-        if negative:
+        if (coordinates < 0).any():
             raise CaseError(path, f"'boxes' row {row} has a negative coordinate {coords}")
     return values
 

@@ -8,7 +8,7 @@ Each case is a phantom of one modality written in the challenge format (REFERENC
 
 Output is a pure function of (CaseSpec, seed): the same seed gives byte-identical files.
 
-CLI: python -m test_demo.generate --out test_demo [--benchmark | --training N] [--seed N] [--force]
+CLI: python -m test_demo.generate --out test_demo [--benchmark | --training N] [--seed N] [--overwrite]
 (--training writes N training cases in the challenge training layout <out>/<Modality>/phantoms/<name>.npz
 with imgs, gts and, for 3D, spacing in one file.)
 """
@@ -233,16 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--training", type=int, metavar="N",
                         help="write N training cases into <out>/<Modality>/phantoms/ instead (never equal to demo cases)")
     parser.add_argument("--seed", type=int, default=0, help=f"base seed, 0 <= N < {SEED_STRIDE} (default 0)")
-    parser.add_argument("--force", action="store_true", help="overwrite existing cases")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace existing cases (--force: the old name)")
     args = parser.parse_args(argv)
     if args.training is not None:
-        return _write_training_set(args.out, args.training, args.seed, args.force)
+        return _write_training_set(args.out, args.training, args.seed, args.overwrite)
     kind, specs = ("benchmark", BENCHMARK_WORKLOAD) if args.benchmark else ("demo", DEMO_CASES)
     root = args.out / "benchmark" if args.benchmark else args.out
     imgs_dir, gts_dir = root / "imgs", root / "gts"
     existing = [p for s in specs for p in (imgs_dir / f"{s.name}.npz", gts_dir / f"{s.name}.npz") if p.exists()]
-    if existing and not args.force:
-        print(f"error: {existing[0]} exists ({len(existing)} existing files); pass --force to overwrite", file=sys.stderr)
+    if existing and not args.overwrite:
+        print(f"error: {existing[0]} exists ({len(existing)} existing files); pass --overwrite to replace them", file=sys.stderr)
         return 1
     try:
         seeds = [case_seed(kind, args.seed, i) for i in range(len(specs))]
@@ -260,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write_training_set(root: Path, n: int, seed: int, force: bool) -> int:
-    if root.exists() and any(root.iterdir()) and not force:
-        print(f"error: {root} is not empty; pass --force to write into it", file=sys.stderr)
+def _write_training_set(root: Path, n: int, seed: int, overwrite: bool) -> int:
+    if root.exists() and any(root.iterdir()) and not overwrite:
+        print(f"error: {root} is not empty; pass --overwrite to write into it", file=sys.stderr)
         return 1
     if not 0 <= seed < SEED_STRIDE:
         print(f"error: --seed: must satisfy 0 <= seed < {SEED_STRIDE}, got {seed}", file=sys.stderr)

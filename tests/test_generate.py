@@ -186,23 +186,23 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_refuses_to_overwrite_without_force(demo_dir):
+def test_cli_refuses_to_overwrite_without_the_flag(demo_dir):
     target = demo_dir / "imgs" / f"{DEMO_CASES[0].name}.npz"
     before = target.read_bytes()
     cmd = [sys.executable, "-m", "test_demo.generate", "--out", str(demo_dir)]
     res = subprocess.run(cmd + ["--seed", "1"], cwd=REPO, capture_output=True, encoding="utf-8")
     assert res.returncode == 1
-    assert res.stderr.strip() == f"error: {target} exists ({2 * len(DEMO_CASES)} existing files); pass --force to overwrite"
+    assert res.stderr.strip() == f"error: {target} exists ({2 * len(DEMO_CASES)} existing files); pass --overwrite to replace them"
     assert target.read_bytes() == before
 
 
-def test_cli_force_overwrites_and_benchmark_goes_elsewhere(tmp_path, monkeypatch):
+def test_cli_overwrite_replaces_and_benchmark_goes_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setattr(gen, "DEMO_CASES", DEMO_CASES[6:7])
     monkeypatch.setattr(gen, "BENCHMARK_WORKLOAD", [CaseSpec("US", "2D", (64, 96), 1, "2DBox_US_tiny")])
     assert gen.main(["--out", str(tmp_path)]) == 0
     first = (tmp_path / "imgs" / f"{DEMO_CASES[6].name}.npz").read_bytes()
     assert gen.main(["--out", str(tmp_path), "--seed", "7"]) == 1
-    assert gen.main(["--out", str(tmp_path), "--seed", "7", "--force"]) == 0
+    assert gen.main(["--out", str(tmp_path), "--seed", "7", "--overwrite"]) == 0
     assert (tmp_path / "imgs" / f"{DEMO_CASES[6].name}.npz").read_bytes() != first
     assert gen.main(["--out", str(tmp_path), "--benchmark"]) == 0
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.npz")) == [
