@@ -62,10 +62,16 @@ def test_dockerfile_installs_only_the_runtime_and_runs_as_non_root():
     assert not re.search(r"^\s*torch", requirements, re.M)
 
 
-def test_dockerignore_keeps_host_caches_and_training_code_out():
-    ignored = (REPO / ".dockerignore").read_text().split()
-    for entry in (".venv", "train", "tests", "work_dir/ov_cache"):
-        assert entry in ignored
+def test_dockerignore_keeps_host_caches_training_code_and_runs_out_and_model_folders_in():
+    patterns = _dockerignore()
+    for path in (".venv/bin/python", "train/engine.py", "tests/conftest.py", "work_dir/ov_cache/123.blob",
+                 "work_dir/litemedsam-20250101-120000/best.pth", "work_dir/run/config.json", "work_dir/notes.txt",
+                 "infer/__pycache__/cli.cpython-311.pyc"):
+        assert _dockerignored(path, patterns), path
+    model_files = [p.relative_to(REPO).as_posix() for p in (REPO / "work_dir" / "demo").iterdir()]
+    assert "work_dir/demo/model.json" in model_files
+    for path in [*model_files, "work_dir/litemedsam/encoder.xml", "infer/cli.py", "challenge/npz.py"]:
+        assert not _dockerignored(path, patterns), path
 
 
 def test_predict_sh_runs_with_sh_and_overridable_folders(tmp_path, tiny_models):
@@ -110,18 +116,32 @@ def test_warm_cache_fills_the_cache_and_names_missing_folders(tmp_path, tiny_mod
     assert f"error: {partial / 'litemedsam_finetuned'}: model folder not found" in err
 
 
+def _dockerignore() -> list[str]:
+    return [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent folders decides;
+    ``!`` re-includes; ``**/`` matches at any depth."""
     parts = path.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(fnmatch.fnmatch(prefix, pattern.removeprefix("**/")) or fnmatch.fnmatch(part, pattern.removeprefix("**/"))
-               for pattern in patterns for prefix, part in zip(prefixes, parts))
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated, body = pattern.startswith("!"), pattern.removeprefix("!")
+        anywhere = body.startswith("**/")
+        body = body.removeprefix("**/")
+        names = candidates + (["/".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)]
+                              if anywhere else [])
+        if any(fnmatch.fnmatchcase(name, body) and name.count("/") == body.count("/") for name in names):
+            ignored = not negated
+    return ignored
 
 
 def _image_python_files() -> set[str]:
     """Tracked .py files the Dockerfile copies into the image, after .dockerignore."""
     sources = [args.split()[0] for op, args in _instructions() if op == "COPY"]
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = _dockerignore()
     tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                              text=True, check=True).stdout.split()
     return {path for path in tracked if path.endswith(".py") and not _dockerignored(path, patterns)

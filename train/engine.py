@@ -3,7 +3,7 @@
 One call, :func:`fit`, runs a whole (or resumed) training: AdamW with linear warm-up then cosine
 decay, gradient clipping, bf16 autocast on CUDA, validation Dice on held-out source files after
 every epoch, ``latest.pth`` at every epoch end (and every ``save_every`` steps), ``best.pth`` by
-validation Dice. A run folder ``work_dir/<run>/`` holds ``config.json`` (the resolved
+validation Dice. A run folder ``runs/<run>/`` (``-work_dir``) holds ``config.json`` (the resolved
 configuration and what was derived from it), ``log.csv``, ``loss.png`` and the checkpoints;
 with LoRA also ``latest_adapters.pth`` and ``best_adapters.pth``. Under DDP every process trains
 on its share of each global batch and rank 0 alone writes.
