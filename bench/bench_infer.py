@@ -43,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from evaluation.process_run import run_measured  # noqa: E402
-from infer.modality import parse_case_name  # noqa: E402
+from challenge.names import parse_case_name  # noqa: E402
 from infer.routing import DEFAULT_ROUTING, load_routing  # noqa: E402
 from test_demo.generate import BENCHMARK_WORKLOAD, case_seed, generate_case, write_case  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Round trip a CT-sized NIfTI through ``python -m infer.convert`` and print time and peak memory.
+"""Round trip a CT-sized NIfTI through ``python -m convert`` and print time and peak memory.
 
     .venv/bin/python bench/convert_roundtrip.py [--shape 300 512 512] [--work-dir DIR]
 
@@ -51,18 +51,18 @@ def report():
         sys.stderr.write(next(line for line in status if line.startswith('VmHWM:')))
     sys.stderr.write(f'CPU: {usage.ru_utime + usage.ru_stime}\\n')
 atexit.register(report)
-sys.argv = ['infer.convert', *sys.argv[1:]]
-runpy.run_module('infer.convert', run_name='__main__', alter_sys=True)
+sys.argv = ['convert', *sys.argv[1:]]
+runpy.run_module('convert', run_name='__main__', alter_sys=True)
 """
 
 
 def measured(arguments: list[str]) -> tuple[float, float, float]:
-    """Run ``python -m infer.convert ARGUMENTS``; return (wall s, CPU s, peak RSS MiB)."""
+    """Run ``python -m convert ARGUMENTS``; return (wall s, CPU s, peak RSS MiB)."""
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-c", _WRAPPER, *arguments], cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if run.returncode != 0:
-        raise RuntimeError(f"infer.convert {' '.join(arguments)} failed: {run.stderr.strip()}")
+        raise RuntimeError(f"convert {' '.join(arguments)} failed: {run.stderr.strip()}")
     peak_kib = int(run.stderr.rsplit("VmHWM:", 1)[1].split()[0])
     cpu = float(run.stderr.rsplit("CPU:", 1)[1].split()[0])
     return seconds, cpu, peak_kib / 1024

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from challenge.atomic import atomic_path
 
 __all__ = ["format_value", "parse_float", "write_csv", "read_csv"]
 
@@ -30,12 +31,10 @@ def parse_float(text: str) -> float:
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """Write `rows` under `header` to `path` via a temporary file in the same folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows([format_value(v) for v in row] for row in rows)
-    os.replace(tmp, path)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+from challenge.atomic import atomic_path  # noqa: E402
+
 __all__ = ["DPI", "scaled_size", "object_slices", "draw_case_2d", "draw_case_3d", "draw_summary"]
 
 DPI = 100
@@ -66,10 +68,9 @@ def _panel(fig, rect: Sequence[float], image: np.ndarray, caption: str):
 
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=DPI)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def draw_case_2d(path: Path, image: np.ndarray, gts: np.ndarray | None, segs: np.ndarray | None,

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-s", "--seg-dir", type=Path, default=None, help="predictions (segs)")
     parser.add_argument("-m", "--metrics", type=Path, default=None, help="CSV from compute_metrics.py")
     parser.add_argument("-t", "--timing", type=Path, default=None, help="running_time.csv from time_eval.py")
-    parser.add_argument("-o", "--out-dir", type=Path, required=True, help="folder for the PNG files")
+    parser.add_argument("-o", "--out", "--out-dir", dest="out_dir", type=Path, required=True, help="folder for the PNG files")
     parser.add_argument("--cases", nargs="+", default=None, help="case file names to draw")
     parser.add_argument("--worst", type=int, default=3, help="lowest-DSC cases drawn per modality")
     parser.add_argument("--max-size", type=int, default=1600, help="longest side of a 2D picture in pixels")

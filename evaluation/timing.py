@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from challenge.atomic import atomic_path
 from evaluation.csvio import write_csv
 from evaluation.process_run import RunResult, run_measured
 
@@ -97,9 +98,8 @@ def _run_problem(run: RunResult, produced: bool, timeout: float | None, limit: i
 
 def _move_atomic(source: Path, target: Path) -> None:
     """Move across file systems without ever leaving a half-written `target`."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.move(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        shutil.move(source, tmp)
 
 
 def time_case(case: Path, work_dir: Path, segs_dir: Path, build: CommandBuilder, repeat: int = 1,

@@ -1,4 +1,4 @@
-"""Read and validate one input case (shared/REFERENCE.md 1.1; DESIGN.md 7).
+"""Read and validate one input case (the format: :mod:`challenge.npz`).
 
 Inputs are untrusted: the file is opened with ``allow_pickle=False``, and every problem is a
 :class:`~infer.errors.CaseError` whose one-line message names the file and the key. What can be
@@ -7,20 +7,16 @@ repaired without guessing is repaired and noted (integer or whole-number float i
 """
 from __future__ import annotations
 
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from challenge.names import Dimension
+from challenge.npz import BOX_COLUMNS, BOX_LAYOUT, DEFAULT_MAX_MEMBER_BYTES, NpzError, open_npz
 from infer.errors import CaseError
-from infer.modality import Dimension
 
-__all__ = ["Case", "load_case"]
-
-_BOX_COLUMNS = {"2D": 4, "3D": 6}
-_BOX_LAYOUT = {"2D": "[x_min, y_min, x_max, y_max]", "3D": "[x_min, y_min, z_min, x_max, y_max, z_max]"}
+__all__ = ["Case", "check_case", "load_case"]
 
 
 @dataclass
@@ -39,39 +35,20 @@ class Case:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_member(path: Path, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
-    try:
-        return archive[key]
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise CaseError(path, f"'{key}' is a pickled object array (refused: inputs are read with "
-                                  "allow_pickle=False)") from None
-        raise CaseError(path, f"not a readable npz file (member '{key}': {exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise CaseError(path, f"not a readable npz file (member '{key}': {type(exc).__name__}: {exc})") from None
-
-
-def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | str | None]:
+def _read_arrays(path: Path, max_member_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | str | None]:
     """``imgs``, ``boxes`` and ``spacing`` (an array, None when absent, or the read problem)."""
-    if not path.is_file():
-        raise CaseError(path, "file not found")
-    if not zipfile.is_zipfile(path):
-        raise CaseError(path, "not a readable npz file (not a zip archive, or truncated)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            for key in ("imgs", "boxes"):
-                if key not in archive.files:
-                    raise CaseError(path, f"missing key '{key}' (has {sorted(archive.files)})")
-            imgs = _read_member(path, archive, "imgs")
-            boxes = _read_member(path, archive, "boxes")
+        with open_npz(path, max_member_bytes) as archive:
+            archive.require("imgs", "boxes")
+            imgs, boxes = archive.read("imgs"), archive.read("boxes")
             spacing: np.ndarray | str | None = None
-            if "spacing" in archive.files:
+            if "spacing" in archive.keys:
                 try:
-                    spacing = _read_member(path, archive, "spacing")
-                except CaseError as exc:
+                    spacing = archive.read("spacing")
+                except NpzError as exc:
                     spacing = exc.problem
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise CaseError(path, f"not a readable npz file ({type(exc).__name__}: {exc})") from None
+    except NpzError as exc:
+        raise CaseError(path, exc.problem) from None
     return imgs, boxes, spacing
 
 
@@ -106,20 +83,20 @@ def _check_imgs(path: Path, dimension: Dimension, imgs: np.ndarray) -> None:
 
 
 def _check_boxes(path: Path, dimension: Dimension, boxes: np.ndarray) -> np.ndarray:
-    columns = _BOX_COLUMNS[dimension]
+    columns = BOX_COLUMNS[dimension]
     if boxes.dtype.kind not in "iuf":
         raise CaseError(path, f"'boxes' must be numeric, got dtype {boxes.dtype}")
     if boxes.size == 0:
         return np.zeros((0, columns), np.float64)
     if boxes.ndim != 2 or boxes.shape[1] != columns:
-        raise CaseError(path, f"{dimension} 'boxes' must have shape (N, {columns}) {_BOX_LAYOUT[dimension]}, "
+        raise CaseError(path, f"{dimension} 'boxes' must have shape (N, {columns}) {BOX_LAYOUT[dimension]}, "
                               f"got {boxes.shape}")
     values = boxes.astype(np.float64)
-    for row, (finite, negative) in enumerate(zip(np.isfinite(values).all(1), (values < 0).any(1))):
-        coords = "[" + ", ".join(_fmt(v) for v in values[row]) + "]"
-        if not finite:
+    for row, coordinates in enumerate(values):
+        coords = "[" + ", ".join(_fmt(v) for v in coordinates) + "]"
+        if not np.isfinite(coordinates).all():
             raise CaseError(path, f"'boxes' row {row} has a NaN or infinite coordinate {coords}")
-        if negative:
+        if (coordinates < 0).any():
             raise CaseError(path, f"'boxes' row {row} has a negative coordinate {coords}")
     return values
 
@@ -135,20 +112,34 @@ def _spacing_note(spacing: np.ndarray | str | None) -> str | None:
     return f"{problem}; not needed for inference, going on"
 
 
-def load_case(path: str | Path, dimension: Dimension) -> Case:
+def load_case(path: str | Path, dimension: Dimension, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Case:
     """Read ``path`` (an ``.npz`` case) and validate it as a ``dimension`` case.
 
+    A member declaring more than ``max_member_bytes`` is refused before it is inflated.
+
     Raises:
-        CaseError: unreadable or truncated file, pickled arrays, missing ``imgs``/``boxes``,
+        CaseError: unreadable or truncated file, pickled or oversized arrays, missing ``imgs``/``boxes``,
             wrong image shape, image values that do not fit uint8, boxes of the wrong shape,
             with NaN/infinite or negative coordinates.
     """
     path = Path(path)
-    imgs, boxes, spacing = _read_arrays(path)
+    imgs, boxes, spacing = _read_arrays(path, max_member_bytes)
+    case = check_case(path, dimension, imgs, boxes)
+    if dimension == "3D" and (note := _spacing_note(spacing)) is not None:
+        case.notes.append(note)
+    return case
+
+
+def check_case(path: str | Path, dimension: Dimension, imgs: np.ndarray, boxes: np.ndarray) -> Case:
+    """Validate in-memory arrays as a ``dimension`` case; ``path`` names it in messages.
+
+    Raises:
+        CaseError: as :func:`load_case`, for the arrays' shapes, dtypes and values.
+    """
+    path = Path(path)
+    imgs, boxes = np.asarray(imgs), np.asarray(boxes)
     notes: list[str] = []
     _check_imgs(path, dimension, imgs)
     imgs = _as_uint8(path, imgs, notes)
     values = _check_boxes(path, dimension, boxes)
-    if dimension == "3D" and (note := _spacing_note(spacing)) is not None:
-        notes.append(note)
     return Case(path, dimension, imgs, values, notes)

@@ -2,32 +2,29 @@
 
 Output contract (DESIGN.md 2): ``<out>/<same name>.npz`` with one key ``segs``, uint16, the
 spatial shape of ``imgs``; box k (0-based) is label k + 1 and a later box wins where masks
-overlap. It is written with ``np.savez_compressed`` to a temporary name beside the target and
-renamed, so a failed or interrupted case leaves no partial file; the zip entry has a fixed
+overlap. It is written by :func:`challenge.npz.write_npz`: to a temporary name beside the target,
+then renamed, so a failed or interrupted case leaves no partial file; the zip entry has a fixed
 timestamp, so the same input gives the same bytes run after run.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from challenge.npz import write_npz
 from infer.boxes import prepare_boxes
 from infer.cases import Case, load_case
 from infer.errors import CaseError
 from infer.models import ModelPool
-from infer.predictor import SlicePredictor
+from infer.predictor import CallStats, SlicePredictor
 from infer.routing import Route
-from infer.volume import DEFAULT_CACHE_BYTES, VIEWS, segment_volume
-from infer.zoom import paint_zoomed, zoom_selection
+from infer.strategies import STRATEGIES
+from infer.volume import DEFAULT_CACHE_BYTES
 
-__all__ = ["CaseResult", "segment_image", "segment_case", "write_segs", "run_case"]
-
-_STRATEGY_VIEWS = {"axial": ("axial",), "three_view_vote": tuple(VIEWS)}
-
+__all__ = ["CaseResult", "segment_case", "write_segs", "run_case"]
 
 @dataclass
 class CaseResult:
@@ -43,47 +40,16 @@ class CaseResult:
     route: Route | None = None
     shape: tuple[int, ...] = ()
     boxes: int = 0
-    encoder_calls: int = 0
-    decoder_calls: int = 0
-    decoded_boxes: int = 0
-    encoder_seconds: float = 0.0
-    decoder_seconds: float = 0.0
-    first_encoder_time: float | None = None
-    first_encoder_cpu: float | None = None
-
-
-def segment_image(predictor: SlicePredictor, image: np.ndarray, boxes: np.ndarray,
-                  box_labels: np.ndarray) -> np.ndarray:
-    """(H, W) uint16 labels for an (H, W, 3) image and (K, 4) boxes inside it: one encoder call,
-    boxes decoded in batches of ``predictor.max_batch``."""
-    labels = np.zeros(image.shape[:2], np.uint16)
-    if len(boxes) == 0:
-        return labels
-    predictor.set_image(image)
-    for start in range(0, len(boxes), predictor.max_batch):
-        chunk = slice(start, start + predictor.max_batch)
-        for label, mask in zip(box_labels[chunk], predictor.predict(boxes[chunk])):
-            if mask is not None:
-                mask.paint(labels, int(label))
-    return labels
+    stats: CallStats = field(default_factory=CallStats)
 
 
 def segment_case(case: Case, route: Route, predictor: SlicePredictor, margin: float,
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> tuple[np.ndarray, list[str]]:
-    """``segs`` (uint16, spatial shape of ``case.imgs``) and the box repairs made."""
+    """``segs`` (uint16, spatial shape of ``case.imgs``) and the box repairs made, by the route's strategy."""
     spatial = case.imgs.shape[:2] if case.dimension == "2D" else case.imgs.shape
     prepared = prepare_boxes(case.boxes, spatial)
-    if route.strategy == "image":
-        segs = segment_image(predictor, case.imgs, prepared.boxes, prepared.labels)
-    elif route.strategy == "image_zoom":
-        zoomed = zoom_selection(predictor, case.imgs.shape[:2], prepared.boxes)
-        segs = segment_image(predictor, case.imgs, prepared.boxes[~zoomed], prepared.labels[~zoomed])
-        paint_zoomed(predictor, case.imgs, prepared.boxes[zoomed], prepared.labels[zoomed], segs)
-    elif len(prepared.boxes) == 0:
-        segs = np.zeros(spatial, np.uint16)
-    else:
-        segs = segment_volume(predictor, case.imgs, prepared.boxes, prepared.labels,
-                              _STRATEGY_VIEWS[route.strategy], margin, cache_bytes)
+    segment = STRATEGIES[route.strategy].segment
+    segs = segment(predictor, case.imgs, prepared.boxes, prepared.labels, margin, cache_bytes)
     notes = list(prepared.notes)
     if len(case.boxes) == 0:
         notes.append("no boxes: wrote an all-zero mask")
@@ -91,22 +57,15 @@ def segment_case(case: Case, route: Route, predictor: SlicePredictor, margin: fl
 
 
 def write_segs(path: Path, segs: np.ndarray) -> None:
-    """Write ``segs`` to ``path`` via a temporary file and ``os.replace``.
+    """Write ``segs`` to ``path`` atomically (:func:`challenge.npz.write_npz`).
 
     Raises:
-        CaseError: the file cannot be written (the temporary file is removed).
+        CaseError: the file cannot be written (no partial file is left).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, segs=segs)
-        os.replace(tmp, path)
+        write_npz(path, {"segs": segs})
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CaseError(path, f"cannot write the output ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: float,
@@ -137,7 +96,5 @@ def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: f
     finally:
         result.seconds, result.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if predictor is not None:
-            for name in ("encoder_calls", "decoder_calls", "decoded_boxes", "encoder_seconds", "decoder_seconds",
-                         "first_encoder_time", "first_encoder_cpu"):
-                setattr(result, name, getattr(predictor, name))
+            result.stats = predictor.stats
     return result

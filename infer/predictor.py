@@ -19,13 +19,31 @@ from infer.models import LoadedModel
 from infer.postprocess import RegionMask, mask_from_logits, valid_low_res
 from infer.preprocess import Geometry, boxes_to_model, box_scale, preprocess_image
 
-__all__ = ["ImageState", "SlicePredictor", "DEFAULT_MAX_BATCH"]
+__all__ = ["CallStats", "ImageState", "SlicePredictor", "DEFAULT_MAX_BATCH"]
 
 DEFAULT_MAX_BATCH = 8
 """Boxes per decoder call for callers that chunk (2D images with many boxes). Measured on the
 LiteMedSAM decoder (2 CPU threads): the time per box hardly falls with the batch size, while
 peak memory grows by about 40 MB (OpenVINO) to 60 MB (ONNX Runtime) per box in the batch, so
 larger batches only cost memory."""
+
+
+@dataclass
+class CallStats:
+    """Work a predictor did since it was made, for logs, the efficiency CSV and benchmarks.
+
+    ``encoder_seconds`` / ``decoder_seconds`` are wall time inside the sessions;
+    ``first_encoder_time`` / ``first_encoder_cpu`` are ``time.perf_counter()`` /
+    ``time.process_time()`` at the first encoder call (None before it).
+    """
+
+    encoder_calls: int = 0
+    decoder_calls: int = 0
+    decoded_boxes: int = 0
+    encoder_seconds: float = 0.0
+    decoder_seconds: float = 0.0
+    first_encoder_time: float | None = None
+    first_encoder_cpu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -38,13 +56,7 @@ class ImageState:
 
 
 class SlicePredictor:
-    """Encoder once per image, batched decoder per set of boxes, counters for both.
-
-    ``encoder_calls``, ``decoder_calls`` and ``decoded_boxes`` count the work done since the
-    predictor was made, ``encoder_seconds`` and ``decoder_seconds`` the wall time spent inside the
-    sessions; ``first_encoder_time`` / ``first_encoder_cpu`` are ``time.perf_counter()`` /
-    ``time.process_time()`` at its first encoder call (benchmarks and tests read them).
-    """
+    """Encoder once per image, batched decoder per set of boxes; :attr:`stats` counts both."""
 
     def __init__(self, model: LoadedModel, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         if max_batch < 1:
@@ -53,13 +65,7 @@ class SlicePredictor:
         self.spec = model.spec
         self.max_batch = max_batch
         self._state: ImageState | None = None
-        self.encoder_calls = 0
-        self.decoder_calls = 0
-        self.decoded_boxes = 0
-        self.encoder_seconds = 0.0
-        self.decoder_seconds = 0.0
-        self.first_encoder_time: float | None = None
-        self.first_encoder_cpu: float | None = None
+        self.stats = CallStats()
 
     @property
     def image_state(self) -> ImageState | None:
@@ -69,11 +75,11 @@ class SlicePredictor:
         """Encode ``image``: (H, W) grey or (H, W, 3) uint8."""
         tensor, geometry = preprocess_image(np.ascontiguousarray(image), self.spec.preprocess)
         start = time.perf_counter()
-        if self.first_encoder_time is None:
-            self.first_encoder_time, self.first_encoder_cpu = start, time.process_time()
+        if self.stats.first_encoder_time is None:
+            self.stats.first_encoder_time, self.stats.first_encoder_cpu = start, time.process_time()
         outputs = self.model.encoder.run({ENCODER_INPUT: tensor})
-        self.encoder_seconds += time.perf_counter() - start
-        self.encoder_calls += 1
+        self.stats.encoder_seconds += time.perf_counter() - start
+        self.stats.encoder_calls += 1
         self._state = ImageState(outputs[ENCODER_OUTPUT], geometry)
 
     def restore(self, state: ImageState) -> None:
@@ -108,9 +114,9 @@ class SlicePredictor:
         model_boxes = boxes_to_model(boxes, self.spec.preprocess, state.geometry)
         start = time.perf_counter()
         outputs = self.model.decoder.run({DECODER_INPUTS[0]: state.embedding, DECODER_INPUTS[1]: model_boxes})
-        self.decoder_seconds += time.perf_counter() - start
-        self.decoder_calls += 1
-        self.decoded_boxes += len(model_boxes)
+        self.stats.decoder_seconds += time.perf_counter() - start
+        self.stats.decoder_calls += 1
+        self.stats.decoded_boxes += len(model_boxes)
         logits, iou = outputs[DECODER_OUTPUTS[0]], outputs[DECODER_OUTPUTS[1]]
         choice = np.zeros(len(logits), np.intp) if self.spec.mask_selection == "single" else iou.argmax(1)
         rows = np.arange(len(logits))

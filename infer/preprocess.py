@@ -140,6 +140,17 @@ def _to_channels_last(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
 
 
+def resize_for_model(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Resize an (H, W[, C]) image to the spec's resized size with the spec's interpolation.
+
+    The one place the spec's interpolation name becomes an OpenCV flag; training's cache uses it
+    too, so its images are resized exactly as inference resizes them.
+    """
+    geometry = geometry_for(spec, image.shape[0], image.shape[1])
+    return cv2.resize(image, (geometry.resized_w, geometry.resized_h),
+                      interpolation=_CV2_INTERPOLATION[spec.interpolation])
+
+
 def preprocess_image(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Geometry]:
     """Turn an (H, W) grey or (H, W, 3) uint8 image into the encoder input.
 
@@ -155,9 +166,7 @@ def preprocess_image(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarra
         source = image.astype(np.float32)
     else:
         source = image  # INTER_AREA on uint8, exactly as the baseline
-    resized = cv2.resize(
-        source, (geometry.resized_w, geometry.resized_h), interpolation=_CV2_INTERPOLATION[spec.interpolation]
-    )
+    resized = resize_for_model(source, spec)
     if resized.ndim == 2:
         resized = resized[:, :, None]
     resized = resized.astype(np.float32)

@@ -10,9 +10,8 @@ The default table ships as ``infer/routing.json``; ``--routing FILE`` replaces i
                  "strategy": "three_view_vote"}, ...]}
 
 ``modality`` is a test-set spelling (aliases accepted) or ``"*"``, the default of its dimension,
-which every dimension must have. Strategies: ``image`` (2D, one encoder call), ``image_zoom`` (2D,
-small boxes segmented on an enlarged crop around them, :mod:`infer.zoom`), ``axial`` (3D slice propagation),
-``three_view_vote`` (3D propagation along axial, coronal and sagittal views, then a vote).
+which every dimension must have. ``strategy`` is a name in :data:`infer.strategies.STRATEGIES`
+registered for the route's dimension.
 """
 from __future__ import annotations
 
@@ -21,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from challenge.names import DIMENSIONS, MODALITIES, Dimension, canonical_modality
 from infer.errors import RoutingError
-from infer.modality import MODALITIES, Dimension, canonical_modality
+from infer.strategies import strategies_for
 
-__all__ = ["DEFAULT_ROUTING", "STRATEGIES", "Route", "RoutingTable", "load_routing"]
+__all__ = ["DEFAULT_ROUTING", "Route", "RoutingTable", "load_routing"]
 
 DEFAULT_ROUTING = Path(__file__).with_name("routing.json")
 FORMAT_VERSION = 1
-STRATEGIES: dict[str, tuple[str, ...]] = {"2D": ("image", "image_zoom"), "3D": ("axial", "three_view_vote")}
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,8 @@ def _route(path: Path, index: int, row: Any, models: dict[str, str]) -> Route:
     if not isinstance(row, dict):
         raise RoutingError(f"{where}: must be an object, got {row!r}")
     dimension = _field(where, row, "dimension", str)
-    if dimension not in STRATEGIES:
-        raise RoutingError(f"{where}: dimension {dimension!r} is not one of {list(STRATEGIES)}")
+    if dimension not in DIMENSIONS:
+        raise RoutingError(f"{where}: dimension {dimension!r} is not one of {list(DIMENSIONS)}")
     modality = _field(where, row, "modality", str)
     if modality != "*":
         canonical = canonical_modality(modality)
@@ -91,9 +90,9 @@ def _route(path: Path, index: int, row: Any, models: dict[str, str]) -> Route:
     if model not in models:
         raise RoutingError(f"{where}: model {model!r} is not listed in 'models' ({', '.join(models)})")
     strategy = _field(where, row, "strategy", str)
-    if strategy not in STRATEGIES[dimension]:
+    if strategy not in strategies_for(dimension):
         raise RoutingError(f"{where}: strategy {strategy!r} is not valid for {dimension}; expected one of "
-                           f"{list(STRATEGIES[dimension])}")
+                           f"{strategies_for(dimension)}")
     return Route(dimension, modality, model, strategy)
 
 
@@ -130,7 +129,7 @@ def load_routing(path: str | Path = DEFAULT_ROUTING) -> RoutingTable:
         if key in seen:
             raise RoutingError(f"{path}: two routes for {route.dimension}/{route.modality}")
         seen.add(key)
-    for dimension in STRATEGIES:
+    for dimension in DIMENSIONS:
         if (dimension, "*") not in seen:
             raise RoutingError(f"{path}: no default route for {dimension} (add one with modality '*')")
     return RoutingTable(path, routes, dict(models), float(margin))

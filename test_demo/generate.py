@@ -8,17 +8,15 @@ Each case is a phantom of one modality written in the challenge format (REFERENC
 
 Output is a pure function of (CaseSpec, seed): the same seed gives byte-identical files.
 
-CLI: python -m test_demo.generate --out test_demo [--benchmark | --training N] [--seed N] [--force]
+CLI: python -m test_demo.generate --out test_demo [--benchmark | --training N] [--seed N] [--overwrite]
 (--training writes N training cases in the challenge training layout <out>/<Modality>/phantoms/<name>.npz
 with imgs, gts and, for 3D, spacing in one file.)
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal
@@ -26,16 +24,18 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 from scipy import ndimage
 
+from challenge.npz import write_npz
+
 from . import scenes_2d, scenes_3d
 from .shapes import Scene, render
 
 __all__ = ["CaseSpec", "Case", "generate_case", "write_case", "bounding_boxes", "case_seed", "DEMO_CASES",
-           "BENCHMARK_WORKLOAD", "training_cases", "MODALITIES", "main"]
+           "BENCHMARK_WORKLOAD", "training_cases", "SCENES", "main"]
 
 Builder = Callable[[np.random.Generator, tuple[int, int, int], int], Scene]
 
-# modality token -> (dimension, scene builder)
-MODALITIES: dict[str, tuple[str, Builder]] = {
+# modality (challenge.names.MODALITIES, in that order) -> (dimension, scene builder)
+SCENES: dict[str, tuple[str, Builder]] = {
     "CT": ("3D", scenes_3d.ct_scene),
     "MR": ("3D", scenes_3d.mr_scene),
     "PET": ("3D", scenes_3d.pet_scene),
@@ -94,9 +94,9 @@ def case_seed(kind: str, base: int, index: int) -> int:
 
 
 def _check_spec(spec: CaseSpec) -> None:
-    if spec.modality not in MODALITIES:
-        raise ValueError(f"{spec.name}: unknown modality {spec.modality!r}; expected one of {sorted(MODALITIES)}")
-    dim = MODALITIES[spec.modality][0]
+    if spec.modality not in SCENES:
+        raise ValueError(f"{spec.name}: unknown modality {spec.modality!r}; expected one of {sorted(SCENES)}")
+    dim = SCENES[spec.modality][0]
     if spec.dim != dim:
         raise ValueError(f"{spec.name}: modality {spec.modality} is {dim}, spec says {spec.dim}")
     if len(spec.shape) != (3 if dim == "3D" else 2) or min(spec.shape) < 1:
@@ -130,7 +130,7 @@ def generate_case(spec: CaseSpec, seed: int, box_margin: int = 0) -> Case:
     Raises ValueError for an inconsistent spec, RuntimeError if no layout shows all labels.
     """
     _check_spec(spec)
-    builder = MODALITIES[spec.modality][1]
+    builder = SCENES[spec.modality][1]
     shape3 = tuple(spec.shape) if spec.dim == "3D" else (1, *spec.shape)
     for attempt in range(MAX_ATTEMPTS):
         scene = builder(np.random.default_rng([seed, 0, attempt]), shape3, spec.n_objects)
@@ -146,23 +146,6 @@ def generate_case(spec: CaseSpec, seed: int, box_margin: int = 0) -> Case:
     return Case(spec.name, imgs, gts, boxes, spacing, seed)
 
 
-def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write a deflate-compressed npz (what np.load reads; the organisers ship compressed npz) to a
-    temporary name beside `path`, then rename it over `path`. Level 1 deflate: within 10 % of
-    np.savez_compressed's size on noisy phantoms at 2-4x the speed. Zip entries carry the fixed
-    1980-01-01 timestamp, so files are byte-identical run after run."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            for key, array in arrays.items():
-                with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_case(case: Case, imgs_dir: str | Path, gts_dir: str | Path | None = None) -> list[Path]:
     """Write imgs_dir/<name>.npz (imgs, boxes[, spacing]) and, with gts_dir, gts_dir/<name>.npz
     (gts[, spacing]); each file is written atomically. Returns the paths written."""
@@ -174,7 +157,7 @@ def write_case(case: Case, imgs_dir: str | Path, gts_dir: str | Path | None = No
     for folder, arrays in jobs:
         folder.mkdir(parents=True, exist_ok=True)
         paths.append(folder / f"{case.name}.npz")
-        _save_npz_atomic(paths[-1], arrays)
+        write_npz(paths[-1], arrays, compresslevel=1)
     return paths
 
 
@@ -184,12 +167,12 @@ def write_training_case(case: Case, modality: str, root: str | Path) -> Path:
     folder = Path(root) / modality / "phantoms"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{case.name}.npz"
-    _save_npz_atomic(path, {"imgs": case.imgs, "gts": case.gts, **extra})
+    write_npz(path, {"imgs": case.imgs, "gts": case.gts, **extra}, compresslevel=1)
     return path
 
 
 def _spec(modality: str, shape: tuple[int, ...], n: int, case_id: str) -> CaseSpec:
-    dim = MODALITIES[modality][0]
+    dim = SCENES[modality][0]
     return CaseSpec(modality, dim, shape, n, f"{dim}Box_{modality}_{case_id}")  # type: ignore[arg-type]
 
 
@@ -230,12 +213,12 @@ def training_cases(n: int, seed: int) -> Iterator[Case]:
     Case k uses seed case_seed("training", seed, k), a range disjoint from every demo and
     benchmark seed (see SEED_START); its spec is drawn from that seed too. Names end in `t<k>`.
     """
-    modalities = list(MODALITIES)
+    modalities = list(SCENES)
     for k in range(n):
         case = case_seed("training", seed, k)
         rng = np.random.default_rng([case, 2])
         modality = modalities[k % len(modalities)]
-        if MODALITIES[modality][0] == "3D":
+        if SCENES[modality][0] == "3D":
             shape: tuple[int, ...] = (int(rng.integers(24, 65)), int(rng.integers(96, 193)), int(rng.integers(96, 193)))
         else:
             shape = (int(rng.integers(192, 513)), int(rng.integers(192, 513)))
@@ -250,16 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--training", type=int, metavar="N",
                         help="write N training cases into <out>/<Modality>/phantoms/ instead (never equal to demo cases)")
     parser.add_argument("--seed", type=int, default=0, help=f"base seed, 0 <= N < {SEED_STRIDE} (default 0)")
-    parser.add_argument("--force", action="store_true", help="overwrite existing cases")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace existing cases (--force: the old name)")
     args = parser.parse_args(argv)
     if args.training is not None:
-        return _write_training_set(args.out, args.training, args.seed, args.force)
+        return _write_training_set(args.out, args.training, args.seed, args.overwrite)
     kind, specs = ("benchmark", BENCHMARK_WORKLOAD) if args.benchmark else ("demo", DEMO_CASES)
     root = args.out / "benchmark" if args.benchmark else args.out
     imgs_dir, gts_dir = root / "imgs", root / "gts"
     existing = [p for s in specs for p in (imgs_dir / f"{s.name}.npz", gts_dir / f"{s.name}.npz") if p.exists()]
-    if existing and not args.force:
-        print(f"error: {existing[0]} exists ({len(existing)} existing files); pass --force to overwrite", file=sys.stderr)
+    if existing and not args.overwrite:
+        print(f"error: {existing[0]} exists ({len(existing)} existing files); pass --overwrite to replace them", file=sys.stderr)
         return 1
     try:
         seeds = [case_seed(kind, args.seed, i) for i in range(len(specs))]
@@ -277,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write_training_set(root: Path, n: int, seed: int, force: bool) -> int:
-    if root.exists() and any(root.iterdir()) and not force:
-        print(f"error: {root} is not empty; pass --force to write into it", file=sys.stderr)
+def _write_training_set(root: Path, n: int, seed: int, overwrite: bool) -> int:
+    if root.exists() and any(root.iterdir()) and not overwrite:
+        print(f"error: {root} is not empty; pass --overwrite to write into it", file=sys.stderr)
         return 1
     if not 0 <= seed < SEED_STRIDE:
         print(f"error: --seed: must satisfy 0 <= seed < {SEED_STRIDE}, got {seed}", file=sys.stderr)

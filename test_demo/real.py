@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from assets import catalog
 from assets import AssetError, fetch
-from infer.convert.intensity import percentile_clip, rescale_8bit, to_rgb
+from convert.intensity import percentile_clip, rescale_8bit, to_rgb
 from test_demo.generate import Case, bounding_boxes, write_case
 
 __all__ = ["T1", "ATLAS", "NUCLEI_IMG", "NUCLEI_MASK", "DK_LABELS", "VOLUMES", "SLICES", "VolumeSpec", "SliceSpec",

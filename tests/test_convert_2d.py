@@ -5,7 +5,7 @@ import numpy as np
 import SimpleITK as sitk
 from _convert_data import save_segs
 
-from infer.convert import convert_from_npz, convert_to_npz
+from convert import convert_from_npz, convert_to_npz
 
 
 def _png(path, array, vector=False):

@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 from _convert_data import ct_volume, label_volume, save_segs, volume_image, write, write_dicom_series, written_files
 
-from infer.convert import ConversionError, convert_from_npz, convert_to_npz
-from infer.convert.__main__ import main
+from convert import ConversionError, convert_from_npz, convert_to_npz
+from convert.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
 BOXES_3D = "x_min,y_min,z_min,x_max,y_max,z_max\n"
@@ -198,7 +198,7 @@ def test_a_failing_write_leaves_nothing(tmp_path, ct, monkeypatch):
             raise OSError("No space left on device")
         return write_json
 
-    monkeypatch.setattr("infer.convert.to_npz.json_writer", broken_json)
+    monkeypatch.setattr("convert.to_npz.json_writer", broken_json)
     with pytest.raises(OSError, match="No space left"):
         convert_to_npz(ct, tmp_path / "out", "CT", labels_path=labels)
     assert written_files(tmp_path / "out") == []  # imgs and gts were written first, then removed
@@ -226,7 +226,7 @@ def test_segs_that_do_not_fit_the_case(tmp_path, ct):
     cases = {
         wrong_shape: "array shape (12, 16, 20) does not match the case's (12, 20, 16)",
         too_many: "segs holds label 4 but the case has 3 boxes",
-        tmp_path / "c.npz": "no 'segs' array (keys: masks)",
+        tmp_path / "c.npz": "missing key 'segs' (has ['masks'])",
     }
     for segs, problem in cases.items():
         with pytest.raises(ConversionError) as info:
@@ -253,7 +253,7 @@ def test_cli_from_npz_batch_goes_on_after_a_bad_case(tmp_path, ct, capsys):
 def test_cli_to_npz_prints_one_line_and_exits_1(tmp_path, ct):
     labels = write(volume_image(np.zeros((12, 20, 16), np.uint8)), tmp_path / "labels.nii.gz")
     run = subprocess.run(
-        [sys.executable, "-m", "infer.convert", "to-npz", str(ct), "--modality", "CT", "--labels", str(labels)]
+        [sys.executable, "-m", "convert", "to-npz", str(ct), "--modality", "CT", "--labels", str(labels)]
         + ["--out-dir", str(tmp_path / "out")],
         cwd=REPO, capture_output=True, encoding="utf-8",
     )

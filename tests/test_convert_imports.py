@@ -15,7 +15,7 @@ def _python(code: str) -> str:
 def test_infer_does_not_import_the_converter():
     out = _python(
         "import sys, infer, infer.preprocess, infer.model_spec\n"
-        "print('SimpleITK' in sys.modules, 'infer.convert' in sys.modules)"
+        "print('SimpleITK' in sys.modules, 'convert' in sys.modules)"
     )
     assert out.split() == ["False", "False"]
 
@@ -23,7 +23,7 @@ def test_infer_does_not_import_the_converter():
 def test_converter_runs_without_torch_or_train():
     out = _python(
         "import sys; sys.modules['torch'] = None\n"
-        "import infer.convert.__main__, infer.convert\n"
+        "import convert.__main__, convert\n"
         "print(any(m == 'train' or m.startswith('train.') for m in sys.modules))"
     )
     assert out.split() == ["False"]

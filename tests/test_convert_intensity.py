@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from infer.convert.intensity import ct_window, percentile_clip, rescale_8bit, resolve_window, to_rgb, to_uint8
-from infer.convert.modality import canonical_modality
+from convert.intensity import ct_window, percentile_clip, rescale_8bit, resolve_window, to_rgb, to_uint8
+from challenge.names import require_modality
 
 
 def test_ct_abdomen_window_by_hand():
@@ -127,11 +127,11 @@ def test_grey_and_rgba_to_rgb():
 
 
 def test_modality_names_and_aliases():
-    assert canonical_modality("ct") == "CT"
-    assert canonical_modality("MRI") == "MR"
-    assert canonical_modality("xray") == "X-Ray"
-    assert canonical_modality("X-ray") == "X-Ray"
-    assert canonical_modality("Microscopy") == "Microscope"
-    assert canonical_modality("oct") == "OCT"
+    assert require_modality("ct") == "CT"
+    assert require_modality("MRI") == "MR"
+    assert require_modality("xray") == "X-Ray"
+    assert require_modality("X-ray") == "X-Ray"
+    assert require_modality("Microscopy") == "Microscope"
+    assert require_modality("oct") == "OCT"
     with pytest.raises(ValueError, match=r"^unknown modality 'C'; expected one of CT, MR, PET, US, X-Ray,"):
-        canonical_modality("C")
+        require_modality("C")

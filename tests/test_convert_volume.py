@@ -24,7 +24,7 @@ from _convert_data import (
 )
 
 from evaluation.scoring import evaluate_case
-from infer.convert import convert_from_npz, convert_to_npz
+from convert import convert_from_npz, convert_to_npz
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "3DBox_CT_0001"
@@ -38,7 +38,7 @@ def _nifti_affine(path: Path) -> tuple[np.ndarray, bytes]:
 
 
 def _cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "infer.convert", *args], check=True, cwd=REPO, capture_output=True)
+    subprocess.run([sys.executable, "-m", "convert", *args], check=True, cwd=REPO, capture_output=True)
 
 
 # An oblique grid (anisotropic too), and an axis-aligned anisotropic one stored RAS like most
@@ -202,7 +202,7 @@ def test_mr_and_pet_volumes_use_percentiles(tmp_path, modality):
 
 
 def test_cli_window_flags_apply_a_window_to_any_modality(tmp_path):
-    from infer.convert.__main__ import main
+    from convert.__main__ import main
 
     volume = np.array([-100, -50, 0, 100], np.int16).reshape(1, 1, 4)
     write(volume_image(volume), tmp_path / "mr.nii.gz")

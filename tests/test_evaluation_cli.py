@@ -88,7 +88,7 @@ def test_round_trip_with_failures(folders, tmp_path):
     assert by_case["2DBox_Microscopy_0002.npz"]["modality"] == "Microscope"
     failed = {"2DBox_Microscopy_0002.npz": "file not found", "2DBox_X-Ray_0003.npz": "not a readable npz file",
               "3DBox_MR_0004.npz": "prediction shape (10, 10, 9) differs from ground-truth shape (10, 10, 10)",
-              "2DBox_OCT_0005.npz": "Object arrays cannot be loaded when allow_pickle=False"}
+              "2DBox_OCT_0005.npz": "'segs' is a pickled object array (refused: inputs are read with allow_pickle=False)"}
     for case, message in failed.items():
         assert (by_case[case]["dsc"], by_case[case]["nsd"]) == ("0.0", "0.0")
         assert by_case[case]["error"].startswith(str(segs / case)) and message in by_case[case]["error"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from challenge.names import MODALITIES
 from test_demo import generate as gen
 from test_demo.generate import (BENCHMARK_WORKLOAD, DEMO_CASES, CaseSpec, bounding_boxes, case_seed, generate_case,
                                 training_cases, write_case)
@@ -185,23 +186,23 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_refuses_to_overwrite_without_force(demo_dir):
+def test_cli_refuses_to_overwrite_without_the_flag(demo_dir):
     target = demo_dir / "imgs" / f"{DEMO_CASES[0].name}.npz"
     before = target.read_bytes()
     cmd = [sys.executable, "-m", "test_demo.generate", "--out", str(demo_dir)]
     res = subprocess.run(cmd + ["--seed", "1"], cwd=REPO, capture_output=True, encoding="utf-8")
     assert res.returncode == 1
-    assert res.stderr.strip() == f"error: {target} exists ({2 * len(DEMO_CASES)} existing files); pass --force to overwrite"
+    assert res.stderr.strip() == f"error: {target} exists ({2 * len(DEMO_CASES)} existing files); pass --overwrite to replace them"
     assert target.read_bytes() == before
 
 
-def test_cli_force_overwrites_and_benchmark_goes_elsewhere(tmp_path, monkeypatch):
+def test_cli_overwrite_replaces_and_benchmark_goes_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setattr(gen, "DEMO_CASES", DEMO_CASES[6:7])
     monkeypatch.setattr(gen, "BENCHMARK_WORKLOAD", [CaseSpec("US", "2D", (64, 96), 1, "2DBox_US_tiny")])
     assert gen.main(["--out", str(tmp_path)]) == 0
     first = (tmp_path / "imgs" / f"{DEMO_CASES[6].name}.npz").read_bytes()
     assert gen.main(["--out", str(tmp_path), "--seed", "7"]) == 1
-    assert gen.main(["--out", str(tmp_path), "--seed", "7", "--force"]) == 0
+    assert gen.main(["--out", str(tmp_path), "--seed", "7", "--overwrite"]) == 0
     assert (tmp_path / "imgs" / f"{DEMO_CASES[6].name}.npz").read_bytes() != first
     assert gen.main(["--out", str(tmp_path), "--benchmark"]) == 0
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.npz")) == [
@@ -214,7 +215,7 @@ def test_cli_training_set_uses_the_challenge_training_layout(tmp_path):
     assert gen.main(["--training", "12", "--out", str(root)]) == 0
     files = sorted(root.glob("*/phantoms/*.npz"))
     assert len(files) == 12
-    assert {f.parent.parent.name for f in files} == set(gen.MODALITIES)  # 11 modalities in turn
+    assert {f.parent.parent.name for f in files} == set(gen.SCENES)  # 11 modalities in turn
     for path in files:
         with np.load(path, allow_pickle=False) as data:
             dim, modality = path.stem.split("_")[:2]
@@ -226,3 +227,8 @@ def test_cli_training_set_uses_the_challenge_training_layout(tmp_path):
     demo_names = {spec.name for spec in DEMO_CASES}
     assert not demo_names & {f.stem for f in files}
     assert gen.main(["--training", "1", "--out", str(root)]) == 1  # not empty: refuses without --force
+
+
+def test_scene_builders_follow_the_challenge_modalities():
+    assert tuple(gen.SCENES) == MODALITIES
+    assert {modality: dim for modality, (dim, _) in gen.SCENES.items()} == CHALLENGE_MODALITIES

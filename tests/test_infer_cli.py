@@ -17,7 +17,7 @@ import pytest
 from _infer_fakes import make_work_dir, write_tiny_model
 
 from infer.cli import main
-from test_demo.generate import CaseSpec, MODALITIES, generate_case, write_case
+from test_demo.generate import SCENES, CaseSpec, generate_case, write_case
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def _painted(shape: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
 def test_every_modality_gives_named_uint16_outputs_of_the_input_shape(tmp_path, capsys, tiny_models):
     inputs = tmp_path / "in"
     shapes = {}
-    for i, (modality, (dim, _)) in enumerate(MODALITIES.items()):
+    for i, (modality, (dim, _)) in enumerate(SCENES.items()):
         case = generate_case(CaseSpec(modality, dim, (6, 40, 48) if dim == "3D" else (64, 80), 2,
                                       f"{dim}Box_{modality}_{i:04d}"), seed=i)
         write_case(case, inputs)

@@ -2,6 +2,8 @@
 and the cache warmer. No Docker engine is needed."""
 from __future__ import annotations
 
+import ast
+import fnmatch
 import os
 import re
 import shutil
@@ -48,7 +50,7 @@ def test_dockerfile_installs_only_the_runtime_and_runs_as_non_root():
     instructions = _instructions()
     assert re.fullmatch(r"python:3\.11[\w.]*-slim[\w-]*", instructions[0][1])
     copied = [args.split()[0] for op, args in instructions if op == "COPY"]
-    assert copied == ["infer/requirements.txt", "infer/", "predict.sh", "work_dir/"]
+    assert copied == ["infer/requirements.txt", "challenge/", "infer/", "predict.sh", "work_dir/"]
     commands = [c.strip() for op, args in instructions if op == "RUN" for c in args.split("&&")]
     assert [c for c in commands if "pip" in c] == ["pip install --no-cache-dir -r infer/requirements.txt"]
     runs = " ".join(commands)
@@ -60,10 +62,16 @@ def test_dockerfile_installs_only_the_runtime_and_runs_as_non_root():
     assert not re.search(r"^\s*torch", requirements, re.M)
 
 
-def test_dockerignore_keeps_host_caches_and_training_code_out():
-    ignored = (REPO / ".dockerignore").read_text().split()
-    for entry in (".venv", "train", "tests", "work_dir/ov_cache"):
-        assert entry in ignored
+def test_dockerignore_keeps_host_caches_training_code_and_runs_out_and_model_folders_in():
+    patterns = _dockerignore()
+    for path in (".venv/bin/python", "train/engine.py", "tests/conftest.py", "work_dir/ov_cache/123.blob",
+                 "work_dir/litemedsam-20250101-120000/best.pth", "work_dir/run/config.json", "work_dir/notes.txt",
+                 "infer/__pycache__/cli.cpython-311.pyc"):
+        assert _dockerignored(path, patterns), path
+    model_files = [p.relative_to(REPO).as_posix() for p in (REPO / "work_dir" / "demo").iterdir()]
+    assert "work_dir/demo/model.json" in model_files
+    for path in [*model_files, "work_dir/litemedsam/encoder.xml", "infer/cli.py", "challenge/npz.py"]:
+        assert not _dockerignored(path, patterns), path
 
 
 def test_predict_sh_runs_with_sh_and_overridable_folders(tmp_path, tiny_models):
@@ -106,3 +114,72 @@ def test_warm_cache_fills_the_cache_and_names_missing_folders(tmp_path, tiny_mod
     err = capsys.readouterr().err
     assert f"error: {partial / 'efficientsam_vitt'}: model folder not found; export it with" in err
     assert f"error: {partial / 'litemedsam_finetuned'}: model folder not found" in err
+
+
+def _dockerignore() -> list[str]:
+    return [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent folders decides;
+    ``!`` re-includes; ``**/`` matches at any depth."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated, body = pattern.startswith("!"), pattern.removeprefix("!")
+        anywhere = body.startswith("**/")
+        body = body.removeprefix("**/")
+        names = candidates + (["/".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)]
+                              if anywhere else [])
+        if any(fnmatch.fnmatchcase(name, body) and name.count("/") == body.count("/") for name in names):
+            ignored = not negated
+    return ignored
+
+
+def _image_python_files() -> set[str]:
+    """Tracked .py files the Dockerfile copies into the image, after .dockerignore."""
+    sources = [args.split()[0] for op, args in _instructions() if op == "COPY"]
+    patterns = _dockerignore()
+    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    return {path for path in tracked if path.endswith(".py") and not _dockerignored(path, patterns)
+            and any(path == source or path.startswith(source) for source in sources)}
+
+
+def _module_file(name: str) -> str | None:
+    base = REPO / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate.relative_to(REPO).as_posix()
+    return None
+
+
+def _runtime_python_files(entries: tuple[str, ...]) -> set[str]:
+    """Our .py files the entry modules import, directly or not (packages' __init__ included)."""
+    seen: set[str] = set()
+    todo = list(entries)
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):  # a module imports its packages' __init__ first
+            path = _module_file(".".join(parts[:depth]))
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            package = ".".join(parts[:depth]) if path.endswith("__init__.py") else ".".join(parts[:depth - 1])
+            for node in ast.walk(ast.parse((REPO / path).read_text())):
+                if isinstance(node, ast.Import):
+                    todo += [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+                    module = ".".join(p for p in (base, node.module or "") if p)
+                    todo += [module] + [f"{module}.{alias.name}" for alias in node.names]
+    return seen
+
+
+def test_the_image_holds_exactly_the_runtime_code():
+    runtime = _runtime_python_files(("infer.__main__", "infer.warm_cache"))
+    assert "challenge/npz.py" in runtime and "infer/cli.py" in runtime
+    assert _image_python_files() == runtime

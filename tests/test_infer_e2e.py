@@ -18,7 +18,7 @@ from infer.models import load_model
 from infer.postprocess import RegionMask, mask_from_logits, valid_low_res
 from infer.predictor import SlicePredictor
 from infer.volume import segment_volume
-from test_demo.generate import MODALITIES, CaseSpec, generate_case, write_case
+from test_demo.generate import SCENES, CaseSpec, generate_case, write_case
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def real_models(export_random_model, tmp_path_factory) -> Path:
 def _small_cases(folder: Path) -> dict[str, np.ndarray]:
     """One small case per modality plus a later-box-wins trio; returns name -> boxes as written."""
     written = {}
-    for i, (modality, (dim, _)) in enumerate(MODALITIES.items()):
+    for i, (modality, (dim, _)) in enumerate(SCENES.items()):
         shape = {"CT": (3, 40, 48), "MR": (2, 40, 48), "PET": (4, 32, 32)}.get(modality, (64, 80))
         case = generate_case(CaseSpec(modality, dim, shape, 1 if modality == "PET" else 2,
                                       f"{dim}Box_{modality}_{i:04d}"), seed=100 + i)

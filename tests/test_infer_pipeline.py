@@ -40,8 +40,8 @@ def test_a_good_case_is_written_with_counts(tmp_path):
     out.mkdir()
     result = run_case(_case(tmp_path / "in"), ROUTE_2D, _Pool(fake_model()), out, margin=3)
     assert result.ok and result.error is None
-    assert (result.encoder_calls, result.decoder_calls, result.decoded_boxes) == (1, 1, 1)
-    assert result.shape == (40, 50, 3) and result.first_encoder_time is not None
+    assert (result.stats.encoder_calls, result.stats.decoder_calls, result.stats.decoded_boxes) == (1, 1, 1)
+    assert result.shape == (40, 50, 3) and result.stats.first_encoder_time is not None
     assert [p.name for p in out.iterdir()] == ["2DBox_US_0001.npz"]
 
 

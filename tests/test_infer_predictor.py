@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from _infer_fakes import fake_model
 
-from infer.pipeline import segment_image
+from infer.strategies import segment_image
 from infer.predictor import SlicePredictor
 from infer.preprocess import EFFICIENTSAM_PREPROCESS
 
@@ -39,7 +39,7 @@ def test_one_encoder_call_and_one_decoder_call_for_all_boxes():
     masks = predictor.predict(np.array([[30, 20, 109, 59], [0, 0, 10, 10], [100, 10, 150, 90]], float))
     assert len(masks) == 3
     assert (model.encoder.calls, model.decoder.calls, model.decoder.batch_sizes) == (1, 1, [3])
-    assert (predictor.encoder_calls, predictor.decoder_calls, predictor.decoded_boxes) == (1, 1, 3)
+    assert (predictor.stats.encoder_calls, predictor.stats.decoder_calls, predictor.stats.decoded_boxes) == (1, 1, 3)
 
 
 @pytest.mark.parametrize("shape", [(96, 160), (160, 96), (700, 300)])

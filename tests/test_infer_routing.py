@@ -6,7 +6,7 @@ import json
 import pytest
 
 from infer.errors import RoutingError
-from infer.modality import MODALITIES, parse_case_name
+from challenge.names import MODALITIES, parse_case_name
 from infer.routing import DEFAULT_ROUTING, load_routing
 
 

@@ -28,7 +28,7 @@ def test_axial_encoder_calls_are_the_distinct_slices_and_decoder_calls_one_per_s
     predictor = SlicePredictor(model)
     segment_volume(predictor, case.imgs, prepared.boxes, prepared.labels)
     distinct = _distinct_slices(prepared.boxes, (2, 5))
-    assert model.encoder.calls == predictor.encoder_calls == distinct
+    assert model.encoder.calls == predictor.stats.encoder_calls == distinct
     # every slice the upward or downward sweep visits is one decoder call covering its active boxes
     up = {z for b in prepared.boxes for z in range(int(b[2] + b[5]) // 2, int(b[5]) + 1)}
     down = {z for b in prepared.boxes for z in range(int(b[2]), int(b[2] + b[5]) // 2)}

@@ -63,16 +63,16 @@ def test_large_boxes_give_exactly_the_whole_image_result():
     zoomed, predictor = _segment("image_zoom", image, boxes)
     plain, _ = _segment("image", image, boxes)
     np.testing.assert_array_equal(zoomed, plain)
-    assert predictor.encoder_calls == 1
+    assert predictor.stats.encoder_calls == 1
 
 
 def test_each_small_box_costs_one_encoder_call_and_none_for_the_whole_image_when_all_are_small():
     image, _ = _disks(512, [(100, 100), (300, 120), (400, 400)], 6)
     boxes = np.array([[92, 92, 108, 108], [292, 112, 308, 128], [392, 392, 408, 408]])
     _, predictor = _segment("image_zoom", image, boxes)
-    assert predictor.encoder_calls == 3
+    assert predictor.stats.encoder_calls == 3
     _, predictor = _segment("image_zoom", image, np.concatenate([boxes, [[10, 10, 300, 300]]]))
-    assert predictor.encoder_calls == 4
+    assert predictor.stats.encoder_calls == 4
 
 
 def test_zoom_follows_a_small_object_far_better_than_the_whole_image():
@@ -102,5 +102,5 @@ def test_where_a_zoomed_and_a_whole_image_mask_overlap_the_later_box_wins(small_
     big, small = np.array([140, 140, 260, 260]), np.array([250, 195, 262, 205])  # small: on the rim
     boxes = np.stack([big, small] if small_last else [small, big])
     segs, predictor = _segment("image_zoom", image, boxes)
-    assert predictor.encoder_calls == 2
+    assert predictor.stats.encoder_calls == 2
     assert segs[200, 255] == 2 and segs[200, 200] == (1 if small_last else 2)

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from train.checkpoint import CheckpointError, load_state_dict, load_weights
+from train.checkpoint import CheckpointError, load_state_dict
 from train.models import ARCHITECTURES, build_model, get_architecture, parameter_count
 
 # shared/REFERENCE.md 2.1 and 2.5: parameters per part, state_dict tensors per prefix.

@@ -152,7 +152,7 @@ def test_training_takes_only_preprocessing_and_modality_helpers_from_infer():
             for name in names:
                 if name == "infer" or name.startswith("infer."):
                     used.setdefault(name, set()).add(path.name)
-    assert set(used) == {"infer.preprocess", "infer.modality"}, used
+    assert set(used) == {"infer.preprocess"}, used
 
 
 def _flip_shift(array: np.ndarray, flip_x: bool, flip_y: bool, dy: int, dx: int) -> np.ndarray:

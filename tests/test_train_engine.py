@@ -127,6 +127,7 @@ def test_public_flag_names_and_kebab_case_give_the_same_config(tiny, tmp_path):
     kebab = ["--data-root", "C", "--pretrained-checkpoint", "p.pth", "--work-dir", "W", "--batch-size", "3",
              "--num-workers", "1", "--num-epochs", "7", "--lr", "2e-4", "--box-margin", "9"]
     a, b = config_from_argv(public, "t", ""), config_from_argv(kebab, "t", "")
+    assert config_from_argv(["--data-root", "C"], "t", "").work_dir == "runs"  # never work_dir/, the image's models
     assert a == b == TrainConfig(data_root="C", pretrained_checkpoint="p.pth", work_dir="W", batch_size=3,
                                  num_workers=1, num_epochs=7, lr=2e-4, box_margin=9)
     extra = config_from_argv(["--data-root", "C", "--arch", TINY, "--freeze-encoder", "--modalities", "PET",

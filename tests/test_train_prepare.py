@@ -33,8 +33,9 @@ def tree(tmp_path_factory) -> Path:
     return root
 
 
-BAD = {"CT/Synth/damaged.npz": "unreadable npz", "CT/Synth/text.npz": "not an npz (zip) file",
-       "PET/Synth/nogts.npz": "missing key 'gts' (keys: imgs)",
+BAD = {"CT/Synth/damaged.npz": "not a readable npz file (member 'imgs': zlib.error: ",
+       "CT/Synth/text.npz": "not a readable npz file (not a zip archive, or truncated)",
+       "PET/Synth/nogts.npz": "missing key 'gts' (has ['imgs'])",
        "US/Synth/mismatch.npz": "imgs shape (10, 10, 3) and gts shape (12, 12) do not match",
        "MR/Synth/float.npz": "imgs dtype float32, expected uint8"}
 
@@ -88,7 +89,7 @@ def test_cli_filters_by_modality_aliases_and_refuses_unknown_values(tree, tmp_pa
     out = tmp_path / "pet_micro"
     assert prepare_cli.main(["--data-root", str(tree), "--out", str(out), "--modalities", "PET", "Microscope"]) == 0
     assert {e.modality for e in open_cache(out).entries} == {"PET", "Microscope"}
-    assert capsys.readouterr().err.splitlines() == ["skipped PET/Synth/nogts.npz: missing key 'gts' (keys: imgs)"]
+    assert capsys.readouterr().err.splitlines() == ["skipped PET/Synth/nogts.npz: missing key 'gts' (has ['imgs'])"]
 
     assert prepare_cli.main(["--data-root", str(tree), "--out", str(out), "--modalities", "xray"]) == 1
     assert capsys.readouterr().err.strip() == f"error: {out}: already exists (use --force to replace it)"

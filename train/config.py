@@ -40,7 +40,7 @@ class TrainConfig:
     """Everything a training run depends on. Pixel quantities are in model space (S x S)."""
 
     data_root: str = ""  # a cache written by python -m train.prepare
-    work_dir: str = "work_dir"
+    work_dir: str = "runs"  # run folders (checkpoints); work_dir/ holds only exported models
     run_name: str | None = None  # default: <arch>-<YYYYmmdd-HHMMSS>
     arch: str = "litemedsam"
     pretrained_checkpoint: str | None = None
@@ -123,7 +123,7 @@ _FLAGS: list[tuple[str, tuple[str, ...], dict[str, Any], str]] = [
     ("data_root", ("-data_root", "--data-root"), {}, "prepared cache folder (python -m train.prepare --out)"),
     ("pretrained_checkpoint", ("-pretrained_checkpoint", "--pretrained-checkpoint"), {},
      "initial weights (plain state_dict, {'model': ...}, DDP prefix ok); default: random init"),
-    ("work_dir", ("-work_dir", "--work-dir"), {}, "folder receiving the run folder (default work_dir)"),
+    ("work_dir", ("-work_dir", "--work-dir"), {}, "folder receiving the run folder (default runs)"),
     ("batch_size", ("-batch_size", "--batch-size"), {"type": int},
      "samples (images) per process and step (default 8)"),
     ("objects_per_image", ("--objects-per-image",), {"type": int},

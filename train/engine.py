@@ -3,7 +3,7 @@
 One call, :func:`fit`, runs a whole (or resumed) training: AdamW with linear warm-up then cosine
 decay, gradient clipping, bf16 autocast on CUDA, validation Dice on held-out source files after
 every epoch, ``latest.pth`` at every epoch end (and every ``save_every`` steps), ``best.pth`` by
-validation Dice. A run folder ``work_dir/<run>/`` holds ``config.json`` (the resolved
+validation Dice. A run folder ``runs/<run>/`` (``-work_dir``) holds ``config.json`` (the resolved
 configuration and what was derived from it), ``log.csv``, ``loss.png`` and the checkpoints;
 with LoRA also ``latest_adapters.pth`` and ``best_adapters.pth``. Under DDP every process trains
 on its share of each global batch and rank 0 alone writes.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import random
 import shutil
@@ -38,7 +37,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Subset
 
-from infer.modality import canonical_modality
+from challenge.atomic import atomic_path
+from challenge.names import canonical_modality
 from train.cache import Cache, CacheError, open_cache
 from train.checkpoint import CheckpointError, load_weights, sha256_of
 from train.config import TrainConfig
@@ -211,15 +211,13 @@ def _restore_weights(model: PromptableSegmenter, lora: QVLoRA | None, ckpt: dict
 
 
 def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 @dataclass
@@ -388,8 +386,8 @@ class _Run:
         if self.lora is not None:
             sha = self.info["pretrained_sha256"]
             base = {"checkpoint": Path(self.config.pretrained_checkpoint).name, "sha256": sha} if sha else None
-            save_adapters(self.lora, self.run_dir / ".latest_adapters.pth.tmp", self.config.arch, base)
-            os.replace(self.run_dir / ".latest_adapters.pth.tmp", self.run_dir / "latest_adapters.pth")
+            with atomic_path(self.run_dir / "latest_adapters.pth") as tmp:
+                save_adapters(self.lora, tmp, self.config.arch, base)
         if best:
             _copy_atomic(latest, self.run_dir / "best.pth")
             if self.lora is not None:

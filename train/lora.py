@@ -13,7 +13,7 @@ model's state_dict keeps the official names, adapters are saved on their own, an
 :meth:`QVLoRA.merged_state_dict` folds them into a plain checkpoint that loads strictly.
 
     python -m train.lora merge --arch litemedsam --base lite_medsam.pth \
-        --adapters work_dir/RUN/best_adapters.pth --out merged.pth
+        --adapters runs/RUN/best_adapters.pth --out merged.pth
 """
 from __future__ import annotations
 

@@ -18,8 +18,6 @@ import os
 import shutil
 import sys
 import tempfile
-import zipfile
-import zlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -29,14 +27,14 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from infer.modality import canonical_modality
-from infer.preprocess import PreprocessSpec, geometry_for, preprocess_image
+from challenge.names import canonical_modality
+from challenge.npz import NpzError, read_npz
+from infer.preprocess import PreprocessSpec, geometry_for, preprocess_image, resize_for_model
 from train.cache import CACHE_FORMAT, CACHE_VERSION, INFO_NAME, MANIFEST_NAME, Entry, write_manifest
 from train.models import ARCHITECTURES, get_architecture
 
 __all__ = ["PrepareSummary", "prepare", "main"]
 
-_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 _MAX_LABEL = np.iinfo(np.uint16).max
 
 
@@ -63,12 +61,6 @@ class PrepareSummary:
                 "lost every object at model resolution")
 
 
-def _resize_for_model(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """The uint8 image ``preprocess_image`` min-maxes: longest side to S with the spec's interpolation."""
-    g = geometry_for(spec, image.shape[0], image.shape[1])
-    return cv2.resize(image, (g.resized_w, g.resized_h), interpolation=_INTERPOLATION[spec.interpolation])
-
-
 def _resize_labels(labels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     g = geometry_for(spec, labels.shape[0], labels.shape[1])
     return cv2.resize(labels, (g.resized_w, g.resized_h), interpolation=cv2.INTER_NEAREST)
@@ -80,20 +72,11 @@ def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
     Raises:
         BadFile: unreadable file, missing key, wrong dtype, mismatched shapes, labels outside uint16.
     """
-    if not zipfile.is_zipfile(path):  # np.load would try to unpickle it and say so, misleadingly
-        raise BadFile(f"not an npz (zip) file ({path.stat().st_size} bytes)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("imgs", "gts") if k not in npz.files]
-            if missing:
-                raise BadFile(f"missing key {missing[0]!r} (keys: {', '.join(npz.files) or 'none'})")
-            imgs, gts = npz["imgs"], npz["gts"]
-    except BadFile:
-        raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
-        first = (str(exc).splitlines() or [""])[0]
-        kind = "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
-        raise BadFile(f"unreadable npz ({kind}: {first})") from None
+        arrays = read_npz(path, ("imgs", "gts"))
+    except NpzError as exc:
+        raise BadFile(exc.problem) from None
+    imgs, gts = arrays["imgs"], arrays["gts"]
     if imgs.dtype != np.uint8:
         raise BadFile(f"imgs dtype {imgs.dtype}, expected uint8")
     if not (np.issubdtype(gts.dtype, np.integer) or gts.dtype == np.bool_):
@@ -147,7 +130,7 @@ def _index_file(job: _Job) -> _Result:
         if present.size == 0:
             vanished += 1
             continue
-        small = _resize_for_model(imgs[z], job.spec)
+        small = resize_for_model(imgs[z], job.spec)
         if not images and not np.array_equal(preprocess_image(small, job.spec)[0],
                                              preprocess_image(imgs[z], job.spec)[0]):
             raise RuntimeError(f"{job.source}: cached image does not reproduce infer.preprocess's model input")

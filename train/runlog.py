@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
+
+from challenge.atomic import atomic_path
 from typing import Any
 
 __all__ = ["COLUMNS", "RunLog", "read_log"]
@@ -41,12 +42,10 @@ class RunLog:
         self.rows: list[dict[str, Any]] = []
         if keep_until_step is not None and self.path.is_file():
             self.rows = [r for r in read_log(self.path) if r["step"] <= keep_until_step]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(COLUMNS)
             writer.writerows([self._cells(r) for r in self.rows])
-        os.replace(tmp, self.path)
 
     @staticmethod
     def _cells(row: dict[str, Any]) -> list[str]:
@@ -85,7 +84,6 @@ class RunLog:
         right.set(xlabel="epoch", ylabel="Dice", title="Dice", ylim=(0, 1))
         right.legend()
         fig.tight_layout()
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
         plt.close(fig)
-        os.replace(tmp, path)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m infer.convert to-npz ...`` and ``python -m infer.convert from-npz ...``.
+"""Command line: ``python -m convert to-npz ...`` and ``python -m convert from-npz ...``.
 
 Each bad input ends in one line ``error: <file>: <problem>`` on stderr; ``from-npz`` goes
 on with the other cases and exits 1 if any failed.
@@ -9,16 +9,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from infer.convert.errors import ConversionError
-from infer.convert.from_npz import DEFAULT_SUFFIX, MASK_SUFFIXES, convert_from_npz, load_geometry
-from infer.convert.intensity import CT_WINDOWS, INTENSITY_METHODS, resolve_window
-from infer.convert.modality import MODALITIES
-from infer.convert.to_npz import convert_to_npz
+from convert.errors import ConversionError
+from convert.from_npz import DEFAULT_SUFFIX, MASK_SUFFIXES, convert_from_npz, load_geometry
+from convert.intensity import CT_WINDOWS, INTENSITY_METHODS, resolve_window
+from challenge.names import MODALITIES
+from convert.to_npz import convert_to_npz
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m infer.convert",
+        prog="python -m convert",
         description="Convert NIfTI / DICOM / 2D images to challenge npz files, and segs npz files back to "
         "label images.",
     )
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument(
         "--modality", required=True, help=f"one of {', '.join(MODALITIES)} (aliases such as MRI, XRay accepted)"
     )
-    to.add_argument("--out-dir", type=Path, required=True, help="writes imgs/, gts/ and geometry/ below this folder")
+    to.add_argument("--out", "--out-dir", dest="out_dir", type=Path, required=True, help="writes imgs/, gts/ and geometry/ below this folder")
     prompts = to.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--labels", type=Path, help="label map on the image grid: one box per label, plus a gts npz")
     prompts.add_argument("--boxes", type=Path, help="boxes file (.csv or .json; see docs/convert.md)")

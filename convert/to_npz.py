@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from infer.convert.boxes import BoxCoords, boxes_from_labels, boxes_to_grid, grow_boxes, read_boxes_file, relabel
-from infer.convert.errors import ConversionError
-from infer.convert.geometry import geometry_record, grid_mismatch, reorient
-from infer.convert.intensity import CT_WINDOWS, DEFAULT_CT_WINDOW, to_rgb, to_uint8
-from infer.convert.modality import canonical_modality
-from infer.convert.reading import LOSSY_SUFFIXES, PICTURE_SUFFIXES, VOLUME_SUFFIXES, file_kind, read_image
-from infer.convert.writing import json_writer, npz_writer, write_all
+from challenge.names import require_modality
+from convert.boxes import BoxCoords, boxes_from_labels, boxes_to_grid, grow_boxes, read_boxes_file, relabel
+from convert.errors import ConversionError
+from convert.geometry import geometry_record, grid_mismatch, reorient
+from convert.intensity import CT_WINDOWS, DEFAULT_CT_WINDOW, to_rgb, to_uint8
+from convert.reading import LOSSY_SUFFIXES, PICTURE_SUFFIXES, VOLUME_SUFFIXES, file_kind, read_image
+from convert.writing import json_writer, npz_writer, write_all
 
 GEOMETRY_FORMAT = "medsam-convert-geometry/1"
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -58,7 +58,7 @@ def convert_to_npz(
 
     Args:
         image_path: NIfTI/MHA/NRRD file, DICOM series folder, or PNG/JPEG/TIFF/BMP picture.
-        modality: any spelling :func:`canonical_modality` accepts.
+        modality: any spelling :func:`challenge.names.require_modality` accepts.
         labels_path / boxes_path: exactly one; a label map gives one box per label and a gts file.
         box_coords: ``voxel`` or ``physical`` coordinates in the boxes file.
         margin / margin_z: voxels added to each box side in x/y and in z, clipped to the image.
@@ -73,7 +73,7 @@ def convert_to_npz(
         ValueError: inconsistent arguments.
     """
     image_path, out_dir = Path(image_path), Path(out_dir)
-    modality = canonical_modality(modality)
+    modality = require_modality(modality)
     if (labels_path is None) == (boxes_path is None):
         raise ValueError("give exactly one of a label map and a boxes file")
     case_id = case_id or case_id_from_path(image_path)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from infer.convert.blocks import slabs
+from convert.blocks import slabs
 
 IntensityMethod = Literal["window", "percentile", "8bit"]
 INTENSITY_METHODS = ("window", "percentile", "8bit")

@@ -27,8 +27,8 @@ from typing import Callable, Literal
 import numpy as np
 from scipy import ndimage
 
-from infer.convert.blocks import slabs
-from infer.convert.errors import ConversionError
+from convert.blocks import slabs
+from convert.errors import ConversionError
 
 BoxCoords = Literal["voxel", "physical"]
 MAX_BOXES = int(np.iinfo(np.uint16).max)  # segs are uint16

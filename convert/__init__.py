@@ -4,8 +4,8 @@ A runtime tool (numpy, SciPy, SimpleITK; never torch, never ``train``) that the 
 image does not need: nothing under ``infer`` imports it. Command line in ``__main__``;
 documentation in docs/convert.md.
 """
-from infer.convert.errors import ConversionError
-from infer.convert.from_npz import convert_from_npz
-from infer.convert.to_npz import convert_to_npz
+from convert.errors import ConversionError
+from convert.from_npz import convert_from_npz
+from convert.to_npz import convert_to_npz
 
 __all__ = ["ConversionError", "convert_from_npz", "convert_to_npz"]

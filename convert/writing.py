@@ -9,7 +9,9 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
-from infer.convert.errors import ConversionError
+from challenge.atomic import temporary_name
+from challenge.npz import save_npz
+from convert.errors import ConversionError
 
 Writer = Callable[[Path], None]
 
@@ -32,7 +34,7 @@ def write_all(writers: dict[Path, Writer], overwrite: bool = False) -> list[Path
     try:
         for final, write in writers.items():
             final.parent.mkdir(parents=True, exist_ok=True)
-            temps[final] = final.with_name(f".tmp-{os.getpid()}-{final.name}")
+            temps[final] = temporary_name(final)
             write(temps[final])
         for final, temp in temps.items():
             os.replace(temp, final)
@@ -47,8 +49,7 @@ def npz_writer(**arrays: np.ndarray) -> Writer:
     """Writer of a compressed npz holding ``arrays`` (as the challenge files are)."""
 
     def write(path: Path) -> None:
-        with path.open("wb") as handle:
-            np.savez_compressed(handle, **arrays)
+        save_npz(path, arrays)
 
     return write
 

@@ -7,17 +7,17 @@ written mask uses the same label numbers as the user's own label map.
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from infer.convert.boxes import apply_lut
-from infer.convert.errors import ConversionError
-from infer.convert.geometry import image_from_array
-from infer.convert.to_npz import GEOMETRY_FORMAT
-from infer.convert.writing import image_writer, write_all
+from challenge.npz import NpzError, read_npz
+from convert.boxes import apply_lut
+from convert.errors import ConversionError
+from convert.geometry import image_from_array
+from convert.to_npz import GEOMETRY_FORMAT
+from convert.writing import image_writer, write_all
 
 MASK_SUFFIXES = {3: (".nii.gz", ".nii", ".mha", ".nrrd"), 2: (".png", ".nii.gz", ".nii", ".mha", ".nrrd")}
 DEFAULT_SUFFIX = {3: ".nii.gz", 2: ".png"}
@@ -40,13 +40,9 @@ def load_geometry(path: Path) -> dict[str, Any]:
 def load_segs(path: Path) -> np.ndarray:
     """The ``segs`` array of an npz (never unpickled), checked to be non-negative integers."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = data.files
-            segs = data["segs"] if "segs" in keys else None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ConversionError(path, f"unreadable npz ({exc})") from None
-    if segs is None:
-        raise ConversionError(path, f"no 'segs' array (keys: {', '.join(keys) or 'none'})")
+        segs = read_npz(path, ("segs",))["segs"]
+    except NpzError as exc:
+        raise ConversionError(path, exc.problem) from None
     if not np.issubdtype(segs.dtype, np.integer) or (segs.size and segs.min() < 0):
         raise ConversionError(path, f"segs must hold non-negative integers, got dtype {segs.dtype}")
     return segs
