@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from infer.pipeline import write_segs
+from challenge.npz import read_npz, write_npz
 from train.models import build_model
 from train.models.sam import LiteMedSAM
 
@@ -127,8 +127,8 @@ def segment_3d(baseline: Baseline, imgs: np.ndarray, boxes: np.ndarray) -> np.nd
 
 
 def segment_file(baseline: Baseline, path: Path) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as data:
-        imgs, boxes = data["imgs"], data["boxes"]
+    arrays = read_npz(path, ("imgs", "boxes"))
+    imgs, boxes = arrays["imgs"], arrays["boxes"]
     if path.name.startswith("3D"):
         return segment_3d(baseline, imgs, boxes)
     return segment_2d(baseline, imgs, boxes)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     for path in sorted(args.input.glob("*.npz")):
         segs = segment_file(baseline, path)
-        write_segs(args.output / path.name, segs)
+        write_npz(args.output / path.name, {"segs": segs})
         print(f"{path.name}: {len(np.unique(segs)) - 1} labels", file=sys.stderr)
     return 0
 
