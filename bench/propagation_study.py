@@ -119,9 +119,18 @@ VARIANTS: list[Variant] = [
     Variant("axial m3 grow 0.2", rule=R(grow=0.2)),
     Variant("axial m3 blend 0.25", rule=R(blend=0.25)),
     Variant("axial m3 blend 0.5", rule=R(blend=0.5)),
+    Variant("axial m3 blend 0.75", rule=R(blend=0.75)),
+    Variant("axial m3 blend 1 (= home)", rule=R(blend=1.0)),
+    Variant("axial m3 pick iou", rule=R(pick="iou")),
+    Variant("axial m3 blend 0.5 pick iou", rule=R(blend=0.5, pick="iou")),
     Variant("axial m7, start gt-largest", margin=7.0, start="gt-largest"),
+    Variant("axial m3, start home-largest", start="home-largest"),
+    Variant("axial m3, start home-iou", start="home-iou"),
+    Variant("axial m7, start home-largest", margin=7.0, start="home-largest"),
+    Variant("axial m7, start home-iou", margin=7.0, start="home-iou"),
     Variant("oracle, zoom c2", rule=R(zoom_context=2.0), kind="oracle"),
     Variant("zoom c2 m3", rule=R(zoom_context=2.0)),
+    Variant("zoom c2 blend 1 (= home)", rule=R(zoom_context=2.0, blend=1.0)),
     Variant("zoom c2 m3, stop on empty", rule=R(on_empty="stop", zoom_context=2.0)),
     Variant("zoom c2 m7, stop on empty", margin=7.0, rule=R(on_empty="stop", zoom_context=2.0)),
 ]
@@ -147,6 +156,19 @@ def _windows(rule: volume.Rule, imgs: np.ndarray, boxes: np.ndarray, labels: np.
     for label, box in zip(labels, boxes):
         volume.add_box(state, int(label), box)
     return {t.label: t.window for t in state.tracks}
+
+
+def _home_start(how: str, predictor: SlicePredictor, imgs: np.ndarray, box: np.ndarray) -> int:
+    """The slice whose mask from the 3D box's xy is largest (``home-largest``) or has the highest
+    predicted IoU (``home-iou``): start rules an inference run could afford (decoder only: the
+    sweeps need the same slices, so their embeddings can be kept; not counted in ``enc``)."""
+    scores, asked = [], predictor.asked
+    for z in range(int(box[2]), int(box[5]) + 1):
+        predictor.set_image(imgs[z])
+        logits, iou = predictor.predict_logits(box[None, [0, 1, 3, 4]])
+        scores.append(float((logits > 0).sum()) if how == "home-largest" else float(iou[0]))
+    predictor.asked = asked
+    return int(box[2]) + int(np.argmax(scores))
 
 
 def run_variant(variant: Variant, predictor: DiskMemoPredictor, imgs: np.ndarray, boxes: np.ndarray,
@@ -177,6 +199,8 @@ def run_variant(variant: Variant, predictor: DiskMemoPredictor, imgs: np.ndarray
             z_start = None
             if variant.start == "gt-largest":
                 z_start = int(np.argmax((gts == label).sum(axis=(1, 2))))
+            elif variant.start.startswith("home-"):
+                z_start = _home_start(variant.start, predictor, imgs, box)
             volume.add_box(state, int(label), box, z_start)
         with variant.context():
             for reverse in (False, True):

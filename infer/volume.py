@@ -53,13 +53,16 @@ class Rule:
     end the box in this sweep (``"stop"``; the start slice never stops it). ``grow``: the next
     prompt also grows by this fraction of the mask's width / height on each side (a box prompt
     yields a mask a little inside it, so a tight box shrinks slice after slice); ``blend``: the
-    prompt moves this fraction of the way to the 3D box's xy. ``zoom_context`` > 0:
+    prompt moves this fraction of the way to the 3D box's xy. ``pick="iou"``: the 3D box's xy is
+    decoded as well and the mask the model rates higher (predicted IoU) is kept, so each slice
+    chooses between following its neighbour and the 3D box. ``zoom_context`` > 0:
     a box whose xy longest side is below ``zoom_below`` times the slice's longest side is decoded
     on a square crop ``zoom_context`` times that side (at least ``zoom_min_side`` pixels)."""
 
     on_empty: Literal["home", "stop"] = "home"
     grow: float = 0.0
     blend: float = 0.0
+    pick: Literal["prompt", "iou"] = "prompt"
     zoom_context: float = 0.0
     zoom_below: float = 1.0
     zoom_min_side: int = 32
@@ -176,15 +179,23 @@ def _encode(state: PropagationState, predictor: SlicePredictor, z: int, window: 
         state.cache[key] = predictor.image_state  # type: ignore[assignment]
 
 
-def _decode(predictor: SlicePredictor, tracks: list[Track], window: Window | None) -> list[RegionMask | None]:
+def _decode(predictor: SlicePredictor, tracks: list[Track], window: Window | None,
+            pick_iou: bool) -> list[RegionMask | None]:
     """Masks in slice pixels for the tracks' prompts on the current image (a ``window`` crop or
-    the whole slice), in chunks of ``predictor.max_batch``."""
+    the whole slice), in chunks of ``predictor.max_batch``. ``pick_iou``: each track's 3D box xy
+    is decoded beside its prompt and the mask with the higher predicted IoU is kept."""
     x0, y0 = (0, 0) if window is None else window[:2]
     shift = np.array([x0, y0, x0, y0], np.float64)
+    step = predictor.max_batch // 2 if pick_iou and predictor.max_batch > 1 else predictor.max_batch
     masks: list[RegionMask | None] = []
-    for start in range(0, len(tracks), predictor.max_batch):
-        chunk = tracks[start:start + predictor.max_batch]
-        for mask in predictor.predict(np.stack([t.prompt for t in chunk]) - shift):
+    for start in range(0, len(tracks), step):
+        chunk = tracks[start:start + step]
+        prompts = [t.prompt for t in chunk] + ([t.home for t in chunk] if pick_iou else [])
+        found, iou = predictor.predict_scored(np.stack(prompts) - shift)
+        if pick_iou:
+            n = len(chunk)
+            found = [found[i] if iou[i] >= iou[n + i] else found[n + i] for i in range(n)]
+        for mask in found:
             shifted = mask is not None and window is not None
             masks.append(RegionMask(mask.top + y0, mask.left + x0, mask.mask) if shifted else mask)  # type: ignore[union-attr]
     return masks
@@ -217,7 +228,7 @@ def propagate(state: PropagationState, predictor: SlicePredictor,
             group = [t for t in active if t.window == window]
             _encode(state, predictor, z, window, reverse, later)
             margin = predictor.margin_pixels(state.margin)
-            for track, mask in zip(group, _decode(predictor, group, window)):
+            for track, mask in zip(group, _decode(predictor, group, window, state.rule.pick == "iou")):
                 track.prompt = _next_prompt(mask, track.home, margin, shape, state.rule)
                 if not reverse and z == track.z_mid:
                     track.mid_prompt = track.prompt

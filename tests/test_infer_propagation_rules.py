@@ -131,3 +131,30 @@ def test_next_prompt_grow_and_blend_arithmetic():
     # still kept inside the 3D box grown by the margin
     np.testing.assert_allclose(_next_prompt(mask, np.array([52.0, 45, 57, 55]), (1.0, 1.0), (100, 100),
                                             Rule(grow=0.5)), [51, 44, 58, 56])
+
+
+class _IouByBoxArea:
+    """Wraps a fake decoder: predicted IoU grows (``sign`` +1) or falls (-1) with the box area."""
+
+    def __init__(self, decoder, sign: int) -> None:
+        self.decoder, self.sign = decoder, sign
+
+    def run(self, feeds):
+        out = self.decoder.run(feeds)
+        boxes = feeds["boxes"]
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        out["iou_predictions"] = np.repeat((self.sign * area / 1e5)[:, None], out["iou_predictions"].shape[1], 1)
+        return out
+
+
+def test_pick_iou_keeps_the_mask_the_model_rates_higher():
+    volume, _, box = _disk_ending_early()  # the bar inside the 3D box after slice 7 separates the rules
+    follow = segment_volume(SlicePredictor(fake_model()), volume, box)
+    home = segment_volume(SlicePredictor(fake_model()), volume, box, rule=Rule(blend=1.0))
+    assert not np.array_equal(follow, home)
+    for sign, expected in ((+1, home), (-1, follow)):
+        model = fake_model()
+        model = type(model)(model.spec, model.encoder, _IouByBoxArea(model.decoder, sign))
+        picked = segment_volume(SlicePredictor(model), volume, box, rule=Rule(pick="iou"))
+        np.testing.assert_array_equal(picked, expected)
+        assert model.decoder.decoder.batch_sizes == [2] * 11  # prompt and 3D box in one call per slice
