@@ -21,12 +21,13 @@ from infer.errors import CaseError
 from infer.models import ModelPool
 from infer.predictor import SlicePredictor
 from infer.routing import Route
-from infer.volume import DEFAULT_CACHE_BYTES, VIEWS, segment_volume
+from infer.volume import IOU_PICK, DEFAULT_CACHE_BYTES, VIEWS, Rule, segment_volume
 from infer.zoom import paint_zoomed, zoom_selection
 
 __all__ = ["CaseResult", "segment_image", "segment_case", "write_segs", "run_case"]
 
-_STRATEGY_VIEWS = {"axial": ("axial",), "three_view_vote": tuple(VIEWS)}
+_STRATEGY_VIEWS = {"axial": ("axial",), "three_view_vote": tuple(VIEWS), "axial_iou": ("axial",)}
+_STRATEGY_RULES = {"axial_iou": IOU_PICK}
 
 
 @dataclass
@@ -83,7 +84,8 @@ def segment_case(case: Case, route: Route, predictor: SlicePredictor, margin: fl
         segs = np.zeros(spatial, np.uint16)
     else:
         segs = segment_volume(predictor, case.imgs, prepared.boxes, prepared.labels,
-                              _STRATEGY_VIEWS[route.strategy], margin, cache_bytes)
+                              _STRATEGY_VIEWS[route.strategy], margin, cache_bytes,
+                              _STRATEGY_RULES.get(route.strategy, Rule()))
     notes = list(prepared.notes)
     if len(case.boxes) == 0:
         notes.append("no boxes: wrote an all-zero mask")

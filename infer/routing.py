@@ -12,7 +12,9 @@ The default table ships as ``infer/routing.json``; ``--routing FILE`` replaces i
 ``modality`` is a test-set spelling (aliases accepted) or ``"*"``, the default of its dimension,
 which every dimension must have. Strategies: ``image`` (2D, one encoder call), ``image_zoom`` (2D,
 small boxes segmented on an enlarged crop around them, :mod:`infer.zoom`), ``axial`` (3D slice propagation),
-``three_view_vote`` (3D propagation along axial, coronal and sagittal views, then a vote).
+``three_view_vote`` (3D propagation along axial, coronal and sagittal views, then a vote),
+``axial_iou`` (3D propagation where each slice keeps the better-rated of the propagated prompt's
+mask and the 3D box's, :data:`infer.volume.IOU_PICK`).
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ __all__ = ["DEFAULT_ROUTING", "STRATEGIES", "Route", "RoutingTable", "load_routi
 
 DEFAULT_ROUTING = Path(__file__).with_name("routing.json")
 FORMAT_VERSION = 1
-STRATEGIES: dict[str, tuple[str, ...]] = {"2D": ("image", "image_zoom"), "3D": ("axial", "three_view_vote")}
+STRATEGIES: dict[str, tuple[str, ...]] = {"2D": ("image", "image_zoom"),
+                                          "3D": ("axial", "three_view_vote", "axial_iou")}
 
 
 @dataclass(frozen=True)

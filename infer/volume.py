@@ -35,7 +35,7 @@ from infer.predictor import ImageState, SlicePredictor
 from infer.slice_zoom import Window, box_window, merge_windows
 from infer.vote import majority_vote
 
-__all__ = ["VIEWS", "DEFAULT_CACHE_BYTES", "Rule", "Track", "PropagationState", "init_state", "add_box", "propagate",
+__all__ = ["VIEWS", "DEFAULT_CACHE_BYTES", "Rule", "IOU_PICK", "Track", "PropagationState", "init_state", "add_box", "propagate",
            "segment_view", "segment_volume", "view_boxes"]
 
 VIEWS: dict[str, tuple[int, int, int]] = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
@@ -66,6 +66,13 @@ class Rule:
     zoom_context: float = 0.0
     zoom_below: float = 1.0
     zoom_min_side: int = 32
+
+
+IOU_PICK = Rule(pick="iou")
+"""The ``axial_iou`` strategy. On curved or oblique structures (caudate, hippocampus) the mask from
+the 3D box's xy takes in a neighbour and, followed slice by slice, drifts onto it; letting the
+model's own IoU estimate choose between its neighbour's prompt and the 3D box holds it, and keeps
+propagation where it was already right (docs/propagation.md)."""
 
 
 @dataclass

@@ -1,12 +1,17 @@
 """3D propagation rules beyond the margin: stopping on an empty mask, the start slice, zoomed crops."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from _infer_fakes import fake_model
 
 from infer.predictor import SlicePredictor
 from infer.slice_zoom import box_window, merge_windows
+from infer.cases import Case
+from infer.pipeline import segment_case
 from infer.postprocess import RegionMask
+from infer.routing import Route
 from infer.volume import Rule, _next_prompt, add_box, init_state, propagate, segment_volume
 
 
@@ -158,3 +163,17 @@ def test_pick_iou_keeps_the_mask_the_model_rates_higher():
         picked = segment_volume(SlicePredictor(model), volume, box, rule=Rule(pick="iou"))
         np.testing.assert_array_equal(picked, expected)
         assert model.decoder.decoder.batch_sizes == [2] * 11  # prompt and 3D box in one call per slice
+
+
+def test_the_axial_iou_strategy_routes_to_the_iou_pick_rule():
+    volume, _, box = _disk_ending_early()
+    case = Case(Path("3DBox_CT_t.npz"), "3D", volume, box)
+    out = {}
+    for strategy in ("axial", "axial_iou"):
+        model = fake_model()
+        model = type(model)(model.spec, model.encoder, _IouByBoxArea(model.decoder, +1))
+        out[strategy] = segment_case(case, Route("3D", "*", "fake", strategy), SlicePredictor(model), 3.0)[0]
+        assert model.decoder.decoder.batch_sizes == ([2] if strategy == "axial_iou" else [1]) * 11
+    home = segment_volume(SlicePredictor(fake_model()), volume, box, rule=Rule(blend=1.0))
+    np.testing.assert_array_equal(out["axial_iou"], home)  # the model rates the 3D box higher here
+    assert not np.array_equal(out["axial"], home)
