@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import hashlib
 import sys
 import time
@@ -38,6 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.official_accuracy import add_common_arguments, prompts_may_leave_the_box, write_rows  # noqa: E402
 from evaluation.metrics import score_case  # noqa: E402
 from infer import volume  # noqa: E402
 from infer.boxes import prepare_boxes  # noqa: E402
@@ -72,24 +72,6 @@ class DiskMemoPredictor(SlicePredictor):
                 if path is not None:
                     np.save(path, self.image_state.embedding)  # type: ignore[union-attr]
         self.restore(self.memo[key])
-
-
-@contextlib.contextmanager
-def prompts_may_leave_the_box() -> Iterator[None]:
-    """The reference rule: the grown mask box clipped to the image only, not to the 3D box."""
-    original = volume._next_prompt
-
-    def unclipped(mask, home, margin, shape, rule=None):
-        if mask is None:
-            return home.copy()
-        grow = np.array([-margin[0], -margin[1], margin[0], margin[1]])
-        return np.clip(np.array(mask.bbox(), np.float64) + grow, 0.0, [shape[1] - 1.0, shape[0] - 1.0] * 2)
-
-    volume._next_prompt = unclipped
-    try:
-        yield
-    finally:
-        volume._next_prompt = original
 
 
 @dataclass(frozen=True)
@@ -216,12 +198,8 @@ def _cases(folders: list[Path]) -> list[tuple[str, Path, Path]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", type=Path, nargs="+", required=True, help="folders with imgs/ and gts/")
-    p.add_argument("--models", type=Path, default=REPO / "work_dir")
-    p.add_argument("--model", default="litemedsam")
-    p.add_argument("--threads", type=int, default=2)
+    add_common_arguments(p)
     p.add_argument("--baseline", type=Path, nargs="*", default=[], help="folders of train.reference outputs")
-    p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     p.add_argument("--emb-cache", type=Path, help="folder memoising embeddings across runs (4 MiB each)")
     p.add_argument("--out", type=Path, help="CSV of every (case, structure, variant) score")
     args = p.parse_args(argv)
@@ -255,10 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                              "dsc": one.dsc, "nsd": one.nsd})
     _summarise(rows, [v.name for v in variants] + (["baseline (train.reference)"] if baselines else []))
     if args.out:
-        with open(args.out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.out, rows)
     return 0
 
 
