@@ -2,11 +2,14 @@
 
 Exit code 0 when every case produced its output, 1 when some case failed (each failure is one
 ``error: <file>: <problem>`` line on stderr and the other cases still run) or the output folder is
-not writable, 2 for bad arguments (unreadable routing table, missing input folder).
+not writable, 2 for bad arguments (unreadable routing table, missing or unreadable input folder,
+an output folder that would overwrite the inputs, an unwritable ``--efficiency-csv``), 130/143
+when interrupted by SIGINT/SIGTERM (finished outputs kept, no partial file left).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 import time
@@ -14,6 +17,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
+from challenge.folders import case_files, overwrites_inputs
+from challenge.interrupt import run_interruptible
+from challenge.atomic import writable_file
 from infer.clock import since_process_start
 from infer.errors import RoutingError
 from infer.pipeline import CaseResult
@@ -84,7 +90,32 @@ def _progress() -> tuple[Callable[[list], Iterable], Callable[[str, TextIO], Non
             lambda line, stream: tqdm.write(line, file=stream))
 
 
+def _arguments_problem(args: argparse.Namespace) -> str | None:
+    """The one-line error for inputs and outputs that cannot work, checked before any case runs."""
+    try:
+        cases = case_files(args.input)
+    except FileNotFoundError:
+        return f"{args.input}: input folder not found"
+    except OSError as exc:
+        return f"{args.input}: input folder cannot be read ({exc.strerror or exc})"
+    clash = overwrites_inputs(args.input, args.output, cases)
+    if clash is not None:
+        return f"{args.output}: {clash}; refusing to overwrite the inputs"
+    if args.efficiency_csv is not None:
+        problem = writable_file(args.efficiency_csv)
+        if problem is not None:
+            return f"{args.efficiency_csv}: efficiency CSV cannot be written ({problem})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 must not end the run
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+    return run_interruptible("python -m infer", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     try:
@@ -92,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     except RoutingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not args.input.is_dir():
-        print(f"error: {args.input}: input folder not found", file=sys.stderr)
+    problem = _arguments_problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     problem = _writable_folder(args.output)
     if problem is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from challenge.folders import case_files
 from challenge.names import Dimension, canonical_modality, parse_case_name
 from infer.cases import check_case
 from infer.models import ModelPool
@@ -109,7 +110,7 @@ class Segmenter:
                    warn: Callable[[str], None] = _to_stderr,
                    progress: Callable[[list[tuple[Path, Route]]], Iterable[tuple[Path, Route]]] = iter,
                    ) -> list[CaseResult]:
-        """Segment every ``*.npz`` case of ``input_dir`` (name order) into ``output_dir``.
+        """Segment every ``*.npz`` case of ``input_dir`` (name order, hidden names skipped) into ``output_dir``.
 
         A case that fails costs only itself: its result carries the one-line error and the others
         run. Cases that cannot run are reported before any model is compiled; the first routed
@@ -124,7 +125,7 @@ class Segmenter:
             One result per case: failed plans first, then the runs in order.
         """
         input_dir, output_dir = Path(input_dir), Path(output_dir)
-        cases = sorted(p for p in input_dir.glob("*.npz") if p.is_file())
+        cases = case_files(input_dir)
         if not cases:
             warn(f"warning: {input_dir}: no *.npz cases")
         runnable, results, warnings = self.plan(cases)
