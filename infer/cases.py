@@ -13,10 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from challenge.names import Dimension
-from challenge.npz import BOX_COLUMNS, BOX_LAYOUT, DEFAULT_MAX_MEMBER_BYTES, NpzError, open_npz
+from challenge.npz import BOX_COLUMNS, BOX_LAYOUT, NpzError, open_npz
 from infer.errors import CaseError
 
-__all__ = ["MAX_BOXES", "Case", "check_case", "load_case"]
+__all__ = ["MAX_ARRAY_BYTES", "MAX_BOXES", "Case", "check_case", "load_case"]
+
+MAX_ARRAY_BYTES = 1 << 30
+"""Largest input array inference inflates (``--max-array-bytes``): 1 GiB, four times the largest
+challenge volumes (a few hundred MB of uint8), so that an axial case at the bound (about 1.5 bytes
+per voxel of working memory measured, plus the 1 GiB slice cache and the models) stays well inside
+the challenge container's 8 GB. Larger declared sizes are refused from the NPY header
+(docs/inference.md: memory)."""
 
 
 @dataclass
@@ -118,7 +125,7 @@ def _spacing_note(spacing: np.ndarray | str | None) -> str | None:
     return f"{problem}; not needed for inference, going on"
 
 
-def load_case(path: str | Path, dimension: Dimension, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Case:
+def load_case(path: str | Path, dimension: Dimension, max_member_bytes: int = MAX_ARRAY_BYTES) -> Case:
     """Read ``path`` (an ``.npz`` case) and validate it as a ``dimension`` case.
 
     A member declaring more than ``max_member_bytes`` is refused before it is inflated.

@@ -20,6 +20,7 @@ from typing import TextIO
 from challenge.folders import case_files, overwrites_inputs
 from challenge.interrupt import run_interruptible
 from challenge.atomic import writable_file
+from infer.cases import MAX_ARRAY_BYTES
 from infer.clock import since_process_start
 from infer.errors import RoutingError
 from infer.pipeline import CaseResult
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU threads per model (default: all this process may use)")
     parser.add_argument("--efficiency-csv", type=Path, default=None,
                         help="write per-case seconds and encoder/decoder call counts to this CSV")
+    parser.add_argument("--max-array-bytes", type=_positive_int, default=MAX_ARRAY_BYTES,
+                        help="largest input array to inflate, checked from its header first "
+                             f"(default: {MAX_ARRAY_BYTES}, 1 GiB)")
     parser.add_argument("--cache-dir", default=None,
                         help="OpenVINO compiled-model cache (default: MODELS/ov_cache; '' disables it)")
     return parser
@@ -134,7 +138,7 @@ def _main(argv: list[str] | None) -> int:
     cache_dir, warning = _cache_dir(args.cache_dir, args.models) if args.backend == "openvino" else (None, None)
     if warning:
         print(warning, file=sys.stderr)
-    segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir)
+    segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes)
     progress, write = _progress()
 
     def report(result: CaseResult) -> None:

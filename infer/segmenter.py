@@ -15,7 +15,7 @@ import numpy as np
 
 from challenge.folders import case_files
 from challenge.names import Dimension, canonical_modality, parse_case_name
-from infer.cases import check_case
+from infer.cases import MAX_ARRAY_BYTES, check_case
 from infer.models import ModelPool
 from infer.pipeline import CaseResult, run_case, segment_case
 from infer.predictor import SlicePredictor
@@ -40,13 +40,17 @@ class Segmenter:
         backend: ``"openvino"`` or ``"onnxruntime"``.
         threads: CPU threads per model (None: all this process may use).
         cache_dir: OpenVINO compiled-model cache folder (None: no cache).
+        max_array_bytes: the largest input array :meth:`run_folder` inflates (checked from the NPY
+            header first, so a small file declaring gigabytes costs nothing).
 
     Raises:
         RoutingError: the routing table file is unreadable or invalid.
     """
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS, routing: str | Path | RoutingTable = DEFAULT_ROUTING,
-                 backend: str = "openvino", threads: int | None = None, cache_dir: str | Path | None = None) -> None:
+                 backend: str = "openvino", threads: int | None = None, cache_dir: str | Path | None = None,
+                 max_array_bytes: int = MAX_ARRAY_BYTES) -> None:
+        self.max_array_bytes = max_array_bytes
         self.table = routing if isinstance(routing, RoutingTable) else load_routing(routing)
         self.pool = ModelPool(Path(models_dir), backend, threads or host_threads(),
                               None if cache_dir is None else Path(cache_dir))
@@ -137,7 +141,8 @@ class Segmenter:
         if runnable:
             self.pool.prefetch(runnable[0][1].model)
         for path, route in progress(runnable):
-            result = run_case(path, route, self.pool, output_dir, self.table.propagation_margin)
+            result = run_case(path, route, self.pool, output_dir, self.table.propagation_margin,
+                              max_array_bytes=self.max_array_bytes)
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -89,8 +89,10 @@ def test_a_member_declaring_more_than_the_bound_is_refused_before_inflating(tmp_
     code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert code == 1
     assert _errors(err) == [f"error: {bomb}: 'imgs' declares 8589934592 bytes (uint8 (2048, 2048, 2048)), above the "
-                            f"limit of {challenge.npz.DEFAULT_MAX_MEMBER_BYTES} bytes per array"]
+                            "limit of 1073741824 bytes per array"]
     assert (tmp_path / "out" / good.name).is_file()
+    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out2", tiny_models, "--max-array-bytes", "100")
+    assert f"error: {good}: 'imgs' declares 512 bytes (uint8 (2, 16, 16)), above the limit of 100 bytes per array" in err
 
 
 def test_members_that_are_not_npy_and_odd_files_are_named_failed_cases(tmp_path, capsys, tiny_models):
