@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _infer_fakes import make_work_dir, write_tiny_model
+from _infer_fakes import make_work_dir, run_cli, save_case, tiny_work_dir
 
 import challenge.npz
 from infer.cli import main
@@ -26,22 +26,7 @@ BOX = np.array([[1, 1, 9, 9]])
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_models")
-    lite = write_tiny_model(root / "tiny_litemedsam", "litemedsam")
-    esam = write_tiny_model(root / "tiny_efficientsam", "efficientsam")
-    return make_work_dir(root / "work_dir", lite, esam)
-
-
-def _run(capsys, inputs: Path, outputs: Path, models: Path, *extra: str) -> tuple[int, str, str]:
-    code = main(["-i", str(inputs), "-o", str(outputs), "--models", str(models), *extra])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _save(folder: Path, name: str, **arrays) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder / name, **arrays)
-    return folder / name
+    return tiny_work_dir(tmp_path_factory.mktemp("tiny_models"))
 
 
 def _member(folder: Path, name: str, member: bytes, boxes: np.ndarray = BOX) -> Path:
@@ -62,21 +47,21 @@ def _errors(err: str) -> list[str]:
 @pytest.mark.parametrize("alias", ["same", "symlink", "dotdot"])
 def test_output_folder_equal_to_input_folder_is_refused(tmp_path, capsys, tiny_models, alias):
     inputs = tmp_path / "in"
-    case = _save(inputs, "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
+    case = save_case(inputs, "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
     before = case.read_bytes()
     (tmp_path / "link").symlink_to(inputs)
     output = {"same": inputs, "symlink": tmp_path / "link", "dotdot": inputs / ".." / "in"}[alias]
-    code, out, err = _run(capsys, inputs, output, tiny_models)
+    code, out, err = run_cli(capsys, inputs, output, tiny_models)
     assert (code, err.strip()) == (2, f"error: {output}: output folder is the input folder {inputs}; "
                                       "refusing to overwrite the inputs")
     assert case.read_bytes() == before and sorted(os.listdir(inputs)) == [case.name]
 
 
 def test_an_output_path_that_is_an_input_file_is_refused(tmp_path, capsys, tiny_models):
-    case = _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
+    case = save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / case.name).symlink_to(case)
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert (code, err.strip()) == (2, f"error: {tmp_path / 'out'}: output {tmp_path / 'out' / case.name} is the "
                                       f"input file {case}; refusing to overwrite the inputs")
 
@@ -85,13 +70,13 @@ def test_a_member_declaring_more_than_the_bound_is_refused_before_inflating(tmp_
     header = io.BytesIO()  # 8 GiB declared, a few bytes stored: only the header is ever read
     np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (2048, 2048, 2048)})
     bomb = _member(tmp_path / "in", "3DBox_CT_0001.npz", header.getvalue() + b"\0" * 64, np.zeros((0, 6)))
-    good = _save(tmp_path / "in", "3DBox_CT_0002.npz", imgs=np.zeros((2, 16, 16), np.uint8), boxes=np.zeros((0, 6)))
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    good = save_case(tmp_path / "in", "3DBox_CT_0002.npz", imgs=np.zeros((2, 16, 16), np.uint8), boxes=np.zeros((0, 6)))
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert code == 1
     assert _errors(err) == [f"error: {bomb}: 'imgs' declares 8589934592 bytes (uint8 (2048, 2048, 2048)), above the "
                             "limit of 1073741824 bytes per array"]
     assert (tmp_path / "out" / good.name).is_file()
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out2", tiny_models, "--max-array-bytes", "100")
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out2", tiny_models, "--max-array-bytes", "100")
     assert f"error: {good}: 'imgs' declares 512 bytes (uint8 (2, 16, 16)), above the limit of 100 bytes per array" in err
 
 
@@ -107,8 +92,8 @@ def test_members_that_are_not_npy_and_odd_files_are_named_failed_cases(tmp_path,
     fifo = inputs / "2DBox_US_0005.npz"
     os.mkfifo(fifo)
     (inputs / ".tmp-99-2DBox_US_0006.npz").write_bytes(b"left by a killed writer")  # never a case
-    good = _save(inputs, "2DBox_US_0007.npz", imgs=IMG, boxes=BOX)
-    code, out, err = _run(capsys, inputs, tmp_path / "out", tiny_models)
+    good = save_case(inputs, "2DBox_US_0007.npz", imgs=IMG, boxes=BOX)
+    code, out, err = run_cli(capsys, inputs, tmp_path / "out", tiny_models)
     assert code == 1
     assert _errors(err) == sorted([
         f"error: {empty}: not a readable npz file (member 'imgs': not an NPY array)",
@@ -123,12 +108,12 @@ def test_members_that_are_not_npy_and_odd_files_are_named_failed_cases(tmp_path,
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_input_file_and_folder(tmp_path, capsys, tiny_models):
-    case = _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
+    case = save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
     case.chmod(0)
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert (code, _errors(err)) == (1, [f"error: {case}: cannot read the file (Permission denied)"])
     (tmp_path / "in").chmod(0)
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     (tmp_path / "in").chmod(0o755)
     assert (code, err.strip()) == (2, f"error: {tmp_path / 'in'}: input folder cannot be read (Permission denied)")
 
@@ -140,15 +125,15 @@ def test_an_input_folder_that_cannot_be_listed_is_an_error_not_no_cases(tmp_path
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr("challenge.folders.os.scandir", denied)  # root (CI) reads any folder
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert (code, err.strip()) == (2, f"error: {tmp_path / 'in'}: input folder cannot be read (Permission denied)")
 
 
 def test_a_file_name_that_is_not_utf8_costs_nothing(tmp_path, tiny_models):
     inputs = tmp_path / "in"
     odd = os.fsdecode(b"2DBox_US_\xff.npz")
-    _save(inputs, odd, imgs=IMG, boxes=BOX)  # its log line goes to stdout, strict UTF-8
-    _save(inputs, "3DBox_CT_0001.npz", imgs=np.zeros((2, 16, 16), np.uint8), boxes=np.zeros((0, 6)))
+    save_case(inputs, odd, imgs=IMG, boxes=BOX)  # its log line goes to stdout, strict UTF-8
+    save_case(inputs, "3DBox_CT_0001.npz", imgs=np.zeros((2, 16, 16), np.uint8), boxes=np.zeros((0, 6)))
     env = dict(os.environ, PYTHONIOENCODING="utf-8", INPUT_DIR=str(inputs), OUTPUT_DIR=str(tmp_path / "out"),
                PYTHON=sys.executable, INFER_ARGS=f"--models {tiny_models}")
     run = subprocess.run(["sh", str(REPO / "predict.sh")], env=env, capture_output=True, text=True)
@@ -158,18 +143,18 @@ def test_a_file_name_that_is_not_utf8_costs_nothing(tmp_path, tiny_models):
 
 
 def test_an_unwritable_efficiency_csv_is_refused_before_any_case(tmp_path, capsys, tiny_models):
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
     (tmp_path / "csv").mkdir()
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--efficiency-csv", str(tmp_path / "csv"))
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--efficiency-csv", str(tmp_path / "csv"))
     assert (code, err.strip()) == (2, f"error: {tmp_path / 'csv'}: efficiency CSV cannot be written (is a folder)")
     assert not (tmp_path / "out").exists()
 
 
 def test_too_many_boxes_and_a_summarised_log_line(tmp_path, capsys, tiny_models):
-    many = _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=np.tile(BOX, (65536, 1)))
+    many = save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=np.tile(BOX, (65536, 1)))
     outside = np.tile([[100, 100, 120, 120]], (65534, 1))  # every row outside the 64 x 64 image
-    _save(tmp_path / "in", "2DBox_US_0002.npz", imgs=IMG, boxes=outside)
-    code, out, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    save_case(tmp_path / "in", "2DBox_US_0002.npz", imgs=IMG, boxes=outside)
+    code, out, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert (code, _errors(err)) == (1, [f"error: {many}: 'boxes' has 65536 rows; at most 65535 fit the uint16 "
                                         "output labels"])
     line = next(line for line in out.splitlines() if line.startswith("2DBox_US_0002.npz"))
@@ -177,10 +162,10 @@ def test_too_many_boxes_and_a_summarised_log_line(tmp_path, capsys, tiny_models)
 
 
 def test_very_thin_images_are_segmented(tmp_path, capsys, tiny_models):
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=np.full((1, 1000, 3), 9, np.uint8), boxes=np.array([[5, 0, 50, 0]]))
-    _save(tmp_path / "in", "3DBox_CT_0001.npz", imgs=np.full((4, 1, 1000), 9, np.uint8),
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=np.full((1, 1000, 3), 9, np.uint8), boxes=np.array([[5, 0, 50, 0]]))
+    save_case(tmp_path / "in", "3DBox_CT_0001.npz", imgs=np.full((4, 1, 1000), 9, np.uint8),
           boxes=np.array([[5, 0, 0, 50, 0, 3]]))
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert code == 0, err
     assert sorted(os.listdir(tmp_path / "out")) == ["2DBox_US_0001.npz", "3DBox_CT_0001.npz"]
 
@@ -191,7 +176,7 @@ def test_propagation_margin_must_be_a_sensible_finite_number(tmp_path, capsys, t
     path = tmp_path / "routing.json"
     path.write_text(json.dumps(table).replace('"propagation_margin": 3', f'"propagation_margin": {margin}'))
     (tmp_path / "in").mkdir()
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--routing", str(path))
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--routing", str(path))
     shown = {"NaN": "nan", "Infinity": "inf", "1e308": "1e+308", "-1": "-1"}[margin]
     assert (code, err.strip()) == (2, f"error: {path}: propagation_margin must be a number from 0 to 64 "
                                       f"(model-input pixels), got {shown}")
@@ -210,8 +195,8 @@ def _broken_models(root: Path, tiny_models: Path) -> Path:
 
 def test_model_errors_name_the_file_the_field_and_the_cause(tmp_path, capfd, tiny_models):
     models = _broken_models(tmp_path / "models", tiny_models)
-    us = _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
-    xray = _save(tmp_path / "in", "2DBox_X-Ray_0001.npz", imgs=IMG, boxes=BOX)
+    us = save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=IMG, boxes=BOX)
+    xray = save_case(tmp_path / "in", "2DBox_X-Ray_0001.npz", imgs=IMG, boxes=BOX)
     code = main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--models", str(models)])
     err = capfd.readouterr().err
     assert code == 1
@@ -237,7 +222,7 @@ def test_runtime_messages_keep_the_cause_not_the_location(tmp_path, tiny_models)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_write_leaves_no_partial_file_and_one_line(tmp_path, capsys, tiny_models, monkeypatch, signum):
     for i in range(3):
-        _save(tmp_path / "in", f"2DBox_US_000{i}.npz", imgs=IMG, boxes=BOX)
+        save_case(tmp_path / "in", f"2DBox_US_000{i}.npz", imgs=IMG, boxes=BOX)
     save, calls = challenge.npz.save_npz, []
 
     def killed_mid_write(path, arrays, compresslevel=None):
@@ -248,7 +233,7 @@ def test_a_signal_mid_write_leaves_no_partial_file_and_one_line(tmp_path, capsys
         save(path, arrays, compresslevel)
 
     monkeypatch.setattr(challenge.npz, "save_npz", killed_mid_write)
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     name = signal.Signals(signum).name
     assert (code, err.strip()) == (128 + signum, f"python -m infer: interrupted by {name}; finished outputs are "
                                                  "kept, no partial file is left")
