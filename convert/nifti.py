@@ -3,7 +3,7 @@ reports success, so a cut-off download would become a corrupt case.
 
 The header says how many bytes the image holds (``vox_offset`` + voxels x ``bitpix`` / 8); the file
 (uncompressed: its size; gzip: its inflated length, streamed, never held in memory) must hold them.
-Headers that do not parse, and files that are not gzip at all, are left to ITK, which reports them.
+Headers that do not parse are left to ITK, which reports them.
 """
 from __future__ import annotations
 
@@ -50,25 +50,32 @@ def _length(handle: IO[bytes], first: bytes) -> int:
 def check_nifti_complete(path: Path) -> None:
     """Raise unless ``path`` (``.nii`` or ``.nii.gz``) holds every byte its header declares.
 
+    A ``.nii.gz`` that is not gzip at all is checked as the plain file ITK then reads.
+
     Raises:
         ConversionError: ``NIfTI file is truncated (... of ... bytes)`` or a gzip stream that ends early
             or is corrupt.
     """
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    if path.name.lower().endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as handle:
+                return _check(path, handle)
+        except gzip.BadGzipFile:
+            pass
+    with open(path, "rb") as handle:
+        _check(path, handle)
+
+
+def _check(path: Path, handle: IO[bytes]) -> None:
     try:
-        with opener(path, "rb") as handle:
-            first = handle.read(540)
-            expected = _expected_bytes(first)
-            if expected is None:
-                return
-            size = _length(handle, first)
+        first = handle.read(540)
+        expected = _expected_bytes(first)
+        if expected is None:
+            return
+        size = _length(handle, first)
     except EOFError:
         raise ConversionError(path, "NIfTI file is truncated (the gzip stream ends early)") from None
-    except gzip.BadGzipFile:
-        return  # not gzip at all: ITK names what it is not
     except zlib.error as exc:
         raise ConversionError(path, f"NIfTI file is corrupt ({exc})") from None
-    except OSError as exc:
-        raise ConversionError(path, f"cannot read the file ({exc.strerror or exc})") from None
     if size < expected:
         raise ConversionError(path, f"NIfTI file is truncated ({size} of {expected} bytes)")

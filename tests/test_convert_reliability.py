@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _to_npz(image: Path, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "convert", "to-npz", str(image), "--modality", "CT", "--boxes",
-                           str(REPO / "nonexistent.csv"), "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+                           str(REPO / "nonexistent.csv"), "--out", str(out)], cwd=REPO, capture_output=True, encoding="utf-8")
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
@@ -43,6 +43,13 @@ def test_a_nifti_whose_whole_gzip_stream_holds_too_few_voxels_is_refused(tmp_pat
     short.write_bytes(gzip.compress(full[:1000]))
     run = _to_npz(short, tmp_path / "out")
     assert run.stderr == f"error: {short}: NIfTI file is truncated (1000 of {len(full)} bytes)\n"
+
+
+def test_an_uncompressed_nifti_named_gz_is_checked_as_it_is_read(tmp_path):
+    full = write(volume_image(ct_volume()), tmp_path / "ct.nii").read_bytes()
+    cut = tmp_path / "plain.nii.gz"
+    cut.write_bytes(full[:2000])
+    assert _to_npz(cut, tmp_path / "out").stderr == f"error: {cut}: NIfTI file is truncated (2000 of {len(full)} bytes)\n"
 
 
 def _case(tmp_path: Path) -> Path:

@@ -20,7 +20,7 @@ CUBE[1:3, 1:5, 1:5] = 1
 
 def _metrics(gts: Path, segs: Path, csv_path: Path) -> tuple[subprocess.CompletedProcess, dict[str, dict[str, str]]]:
     done = subprocess.run([sys.executable, str(SCRIPT), "-s", str(segs), "-g", str(gts), "-csv_dir", str(csv_path),
-                           "-num_workers", "1"], capture_output=True, text=True)
+                           "-num_workers", "1"], capture_output=True, encoding="utf-8")
     rows = {}
     if csv_path.is_file():
         with open(csv_path, newline="") as handle:

@@ -136,7 +136,7 @@ def test_a_file_name_that_is_not_utf8_costs_nothing(tmp_path, tiny_models):
     save_case(inputs, "3DBox_CT_0001.npz", imgs=np.zeros((2, 16, 16), np.uint8), boxes=np.zeros((0, 6)))
     env = dict(os.environ, PYTHONIOENCODING="utf-8", INPUT_DIR=str(inputs), OUTPUT_DIR=str(tmp_path / "out"),
                PYTHON=sys.executable, INFER_ARGS=f"--models {tiny_models}")
-    run = subprocess.run(["sh", str(REPO / "predict.sh")], env=env, capture_output=True, text=True)
+    run = subprocess.run(["sh", str(REPO / "predict.sh")], env=env, capture_output=True, encoding="utf-8")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("2DBox_US_\\udcff.npz: 2D US -> litemedsam (image), 64x64x3, 1 boxes")
     assert sorted(os.listdir(tmp_path / "out")) == sorted([odd, "3DBox_CT_0001.npz"])
