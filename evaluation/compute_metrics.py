@@ -3,7 +3,8 @@
 Flags are the organisers' (`-s`, `-g`, `-csv_dir`, `-num_workers`, `-nsd`), with `--kebab-case` forms.
 Writes the per-case CSV and `<stem>_summary.csv` beside it, prints the per-modality table, lists
 failed cases on stderr. Exit code: 0 all cases scored, 1 some prediction or ground truth failed,
-2 bad arguments (missing or unreadable folders, a CSV path that cannot be written: checked first).
+2 bad arguments (missing or unreadable folders, a CSV path that cannot be written: checked first),
+130/143 interrupted by SIGINT/SIGTERM (one line; no partial CSV).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from challenge.atomic import writable_file  # noqa: E402
+from challenge.interrupt import run_interruptible  # noqa: E402
 from evaluation.scoring import evaluate_folder, list_cases, write_metrics_csv  # noqa: E402
 from evaluation.summary import format_table, summarise, summary_path, write_summary_csv  # noqa: E402
 
@@ -48,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_interruptible("compute_metrics", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("seg_dir", "gt_dir"):
         if not getattr(args, name).is_dir():

@@ -8,6 +8,7 @@ scores DSC 0 and NSD 0 and carries a one-line `error`; an unreadable or malforme
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -81,6 +82,13 @@ def evaluate_case(case: str, seg_dir: Path, gt_dir: Path, compute_nsd: bool = Tr
     return CaseResult(case, modality, size, _round4(scores.dsc), _round4(scores.nsd))
 
 
+def _ignore_signals() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them with SIGTERM: that one must end a worker
+    without a traceback, so it gets the default action back (the parent's handler is inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def evaluate_folder(seg_dir: Path, gt_dir: Path, num_workers: int = 1, compute_nsd: bool = True,
                     progress: bool = True) -> list[CaseResult]:
     """Score every ground-truth case, in `num_workers` processes (1 = in this process); sorted by case."""
@@ -96,7 +104,7 @@ def evaluate_folder(seg_dir: Path, gt_dir: Path, num_workers: int = 1, compute_n
                 results.append(work(case))
                 bar.update()
         else:
-            with multiprocessing.Pool(min(num_workers, len(cases))) as pool:
+            with multiprocessing.Pool(min(num_workers, len(cases)), _ignore_signals) as pool:
                 for result in pool.imap_unordered(work, cases):
                     results.append(result)
                     bar.update()

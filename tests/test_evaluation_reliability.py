@@ -3,6 +3,8 @@ cost follows the labels present, memory is bounded, the CSV path is checked befo
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import io
 import subprocess
 import sys
@@ -11,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+import evaluation.scoring
 from challenge.npz import DEFAULT_MAX_MEMBER_BYTES
+from evaluation.compute_metrics import main
 
 SCRIPT = Path(__file__).resolve().parents[1] / "evaluation" / "compute_metrics.py"
 CUBE = np.zeros((4, 6, 6), np.uint8)
@@ -89,3 +93,23 @@ def test_an_unwritable_csv_is_refused_before_scoring(tmp_path):
     assert (done.returncode, done.stderr.strip()) == (2, f"error: {tmp_path / 'taken'}: metrics CSV cannot be "
                                                          "written (is a folder)")
     assert "scoring" not in done.stderr
+
+
+def test_ctrl_c_while_scoring_is_one_line_and_no_csv(tmp_path, capsys, monkeypatch):
+    gts, segs = tmp_path / "gts", tmp_path / "segs"
+    for i in range(3):
+        _pair(gts, segs, f"3DBox_CT_{i:04d}.npz", {"gts": CUBE, "spacing": np.ones(3)}, CUBE)
+    score, calls = evaluation.scoring.score_case, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation.scoring, "score_case", interrupted)
+    code = main(["-s", str(segs), "-g", str(gts), "-csv_dir", str(tmp_path / "m.csv"), "-num_workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert err.splitlines()[-1] == "compute_metrics: interrupted by SIGINT; finished outputs are kept, no partial file is left"
+    assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.glob(".tmp-*"))
