@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "temporary_name"]
+__all__ = ["atomic_path", "temporary_name", "writable_file"]
 
 
 def temporary_name(path: Path) -> Path:
@@ -34,3 +34,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def writable_file(path: str | Path) -> str | None:
+    """None when :func:`atomic_path` can write ``path`` (its folder is created if needed), else why
+    not: checked before hours of work whose result would go there."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary_name(path).touch()
+        temporary_name(path).unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None

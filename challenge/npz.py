@@ -34,11 +34,20 @@ DEFAULT_MAX_MEMBER_BYTES = 4 * 2**30
 challenge volumes are a few hundred MB)."""
 
 _CORRUPT = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
+_MAX_HEADER_BYTES = 10_000
+"""numpy's own bound on an NPY header (its ``max_header_size``); real headers are under 200 bytes."""
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def _kind(exc: BaseException) -> str:
     return "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
+
+
+def _header_problem(exc: ValueError) -> str:
+    """numpy words an oversized header as a pickling matter; say what is wrong instead."""
+    if "max_header_size" in str(exc):
+        return f"longer than {_MAX_HEADER_BYTES} bytes"
+    return f"malformed ({' '.join(str(exc).split())})"
 
 
 class NpzError(ValueError):
@@ -98,10 +107,17 @@ class NpzArchive:
     def _check_header(self, key: str, handle: IO[bytes]) -> None:
         if handle.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
             raise NpzError(self.path, f"not a readable npz file (member '{key}': not an NPY array)")
-        version = (handle.read(1)[0], handle.read(1)[0])
+        raw = handle.read(2)
+        if len(raw) < 2:
+            raise NpzError(self.path, f"not a readable npz file (member '{key}': NPY header truncated)")
+        version = (raw[0], raw[1])
         if version not in _HEADER_READERS:
             raise NpzError(self.path, f"not a readable npz file (member '{key}': unsupported NPY version {version})")
-        shape, _, dtype = _HEADER_READERS[version](handle)
+        try:
+            shape, _, dtype = _HEADER_READERS[version](handle, max_header_size=_MAX_HEADER_BYTES)
+        except ValueError as exc:
+            raise NpzError(self.path, f"not a readable npz file (member '{key}': NPY header {_header_problem(exc)})"
+                           ) from None
         if dtype.hasobject:
             raise NpzError(self.path, f"'{key}' is a pickled object array (refused: inputs are read with "
                                       "allow_pickle=False)")
@@ -109,6 +125,16 @@ class NpzArchive:
         if nbytes > self._max_bytes:
             raise NpzError(self.path, f"'{key}' declares {nbytes} bytes ({dtype} {shape}), above the limit of "
                                       f"{self._max_bytes} bytes per array")
+
+
+def _require_regular_file(path: Path) -> None:
+    """Refuse what ``open`` would fail on or block on (a FIFO), with what it is."""
+    if path.is_symlink() and not path.exists():
+        raise NpzError(path, "dangling symbolic link")
+    if not path.exists():
+        raise NpzError(path, "file not found")
+    if not path.is_file():
+        raise NpzError(path, "not a regular file")
 
 
 @contextmanager
@@ -119,16 +145,20 @@ def open_npz(path: str | Path, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES)
         NpzError: the file is missing, not a zip archive (or truncated), or its directory is corrupt.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NpzError(path, "file not found")
-    if not zipfile.is_zipfile(path):
-        raise NpzError(path, "not a readable npz file (not a zip archive, or truncated)")
+    _require_regular_file(path)
     try:
-        archive = zipfile.ZipFile(path)
-    except _CORRUPT as exc:
-        raise NpzError(path, f"not a readable npz file ({_kind(exc)}: {exc})") from None
-    with archive:
-        yield NpzArchive(path, archive, max_member_bytes)
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise NpzError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    with handle:
+        if not zipfile.is_zipfile(handle):
+            raise NpzError(path, "not a readable npz file (not a zip archive, or truncated)")
+        try:
+            archive = zipfile.ZipFile(handle)
+        except _CORRUPT as exc:
+            raise NpzError(path, f"not a readable npz file ({_kind(exc)}: {exc})") from None
+        with archive:
+            yield NpzArchive(path, archive, max_member_bytes)
 
 
 def read_npz(path: str | Path, keys: tuple[str, ...], max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES

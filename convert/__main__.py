@@ -1,7 +1,8 @@
 """Command line: ``python -m convert to-npz ...`` and ``python -m convert from-npz ...``.
 
 Each bad input ends in one line ``error: <file>: <problem>`` on stderr; ``from-npz`` goes
-on with the other cases and exits 1 if any failed.
+on with the other cases and exits 1 if any failed. SIGINT/SIGTERM: one line, no temporary file
+left, exit 130/143.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from challenge.folders import case_files
+from challenge.interrupt import run_interruptible
 from convert.errors import ConversionError
 from convert.from_npz import DEFAULT_SUFFIX, MASK_SUFFIXES, convert_from_npz, load_geometry
 from convert.intensity import CT_WINDOWS, INTENSITY_METHODS, resolve_window
@@ -85,9 +88,10 @@ def run_to_npz(args: argparse.Namespace) -> int:
 
 
 def _segs_files(paths: list[Path]) -> list[Path]:
+    """Files given, and the cases of folders given (hidden temporary files skipped)."""
     files: list[Path] = []
     for path in paths:
-        files.extend(sorted(path.glob("*.npz")) if path.is_dir() else [path])
+        files.extend(case_files(path) if path.is_dir() else [path])
     return files
 
 
@@ -109,12 +113,19 @@ def run_from_npz(args: argparse.Namespace) -> int:
         except (ConversionError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
+        except Exception as exc:  # a bug must cost one case, not the rest of the folder
+            print(f"error: {segs}: internal error ({type(exc).__name__}: {exc})", file=sys.stderr)
+            failed += 1
     if not files:
         print("error: no segs npz files given", file=sys.stderr)
     return 1 if failed or not files else 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_interruptible("python -m convert", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run_to_npz(args) if args.command == "to-npz" else run_from_npz(args)

@@ -34,6 +34,8 @@ def load_geometry(path: Path) -> dict[str, Any]:
     missing = [k for k in ("dimension", "source_grid", "array_grid", "boxes", "box_labels") if k not in record]
     if missing:
         raise ConversionError(path, f"geometry file lacks {', '.join(missing)}")
+    if record["dimension"] not in (2, 3):
+        raise ConversionError(path, f"geometry file has dimension {record['dimension']!r}, expected 2 or 3")
     return record
 
 
@@ -58,6 +60,8 @@ def original_labels(segs: np.ndarray, record: dict[str, Any], box_labels: bool) 
     if top > count:
         raise ValueError(f"segs holds label {top} but the case has {count} boxes")
     values = record["box_labels"]
+    if values is not None and (not isinstance(values, list) or len(values) != count):
+        raise ValueError(f"geometry's box_labels {values!r} is not a list of {count} labels")
     if box_labels or values is None:
         lut = np.arange(count + 1, dtype=np.int64)
     else:
@@ -89,8 +93,13 @@ def convert_from_npz(
         labels = original_labels(segs, record, box_labels)
         if out_path.name.lower().endswith(".png") and labels.dtype == np.uint32:
             raise ValueError("labels above 65535 do not fit a PNG; write NIfTI instead")
+    except ValueError as exc:
+        raise ConversionError(segs_path, str(exc)) from None
+    try:
         image = image_from_array(labels, record["source_grid"], record["array_grid"])
     except ValueError as exc:
         raise ConversionError(segs_path, str(exc)) from None
+    except (KeyError, IndexError, TypeError) as exc:  # a grid without a field, or of the wrong length or type
+        raise ConversionError(geometry_path, f"malformed geometry file ({type(exc).__name__}: {exc})") from None
     write_all({out_path: image_writer(image)}, overwrite)
     return out_path

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from convert.errors import ConversionError, itk_reason
+from convert.nifti import NIFTI_SUFFIXES, check_nifti_complete
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -52,6 +53,8 @@ def read_image(path: Path, series_uid: str | None = None) -> sitk.Image:
     if file_kind(path) == "dicom":
         with _locale_kept():
             return _read_dicom_series(path, series_uid)
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        check_nifti_complete(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:

@@ -3,7 +3,8 @@
 Flags are the organisers' (`-s`, `-g`, `-csv_dir`, `-num_workers`, `-nsd`), with `--kebab-case` forms.
 Writes the per-case CSV and `<stem>_summary.csv` beside it, prints the per-modality table, lists
 failed cases on stderr. Exit code: 0 all cases scored, 1 some prediction or ground truth failed,
-2 bad arguments.
+2 bad arguments (missing or unreadable folders, a CSV path that cannot be written: checked first),
+130/143 interrupted by SIGINT/SIGTERM (one line; no partial CSV).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from challenge.atomic import writable_file  # noqa: E402
+from challenge.interrupt import run_interruptible  # noqa: E402
 from evaluation.scoring import evaluate_folder, list_cases, write_metrics_csv  # noqa: E402
 from evaluation.summary import format_table, summarise, summary_path, write_summary_csv  # noqa: E402
 
@@ -47,14 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_interruptible("compute_metrics", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("seg_dir", "gt_dir"):
         if not getattr(args, name).is_dir():
             print(f"error: {name} {getattr(args, name)} is not a folder", file=sys.stderr)
             return 2
-    if not list_cases(args.gt_dir):
+    try:
+        cases = list_cases(args.gt_dir)
+    except OSError as exc:
+        print(f"error: gt_dir {args.gt_dir} cannot be read ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    if not cases:
         print(f"error: no *.npz ground truths in {args.gt_dir}", file=sys.stderr)
         return 2
+    for target in (args.csv_dir, summary_path(args.csv_dir)):  # before the work, not after it
+        problem = writable_file(target)
+        if problem is not None:
+            print(f"error: {target}: metrics CSV cannot be written ({problem})", file=sys.stderr)
+            return 2
     if args.num_workers < 1:
         print(f"error: -num_workers must be >= 1, got {args.num_workers}", file=sys.stderr)
         return 2

@@ -8,21 +8,19 @@ Rules reproduced on purpose (scoring parity, not physics):
 - 2D masks are scored as (H, W, 1) volumes with spacing (1, 1, 1); 3D spacing is applied as stored to
   array axes (0, 1, 2).
 
-Surface distances come from DeepMind's `surface-distance` 0.1, the upstream of the organisers'
-`SurfaceDice.py`. It cannot run under NumPy 2 when either mask is empty (`np.Inf`), so those cases are
+Surface distances follow DeepMind's `surface-distance` 0.1, the upstream of the organisers'
+`SurfaceDice.py` (`evaluation/surface.py`: its recipe and public tables, ordered by a vectorised sort,
+bit-identical). It cannot run under NumPy 2 when either mask is empty (`np.Inf`), so those cases are
 answered here with the values the organisers' code gives: NaN when both are empty, 0.0 when one is.
-Each label is cropped to the union of its ground-truth and prediction bounding boxes before the
-call; the library crops to that same box itself, so the numbers are bit-identical, only cheaper.
+Each label is cropped to the union of its ground-truth and prediction bounding boxes first.
 
-The library sorts the surface elements by (distance, area) with Python's `sorted` over tuples, which
-takes most of the time on large objects (a 2D object is scored as a one-slice volume, so every pixel
-is a surface element: seconds per megapixel). The order only fixes the summation order of the areas;
-`np.lexsort` on (distance, area) yields the same sequence (elements that tie on both are equal), so
-that one private step is replaced at import by the vectorised sort (checked in the tests).
+Work follows the labels present, not the largest label value: a ground truth with label 2**31 - 1
+is scored from its few present labels. A label in 1..max(gt) absent from both masks has DSC NaN, so
+the case DSC is NaN (and NSD 0.0 by the gate) whichever labels are missing; only present labels
+are measured.
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,22 +28,15 @@ import numpy as np
 import surface_distance
 from scipy import ndimage
 
+from evaluation.surface import surface_distances
+
 __all__ = ["NSD_TOLERANCE", "NSD_DSC_THRESHOLD", "CaseScores", "dice", "surface_dice", "score_case",
-           "sort_by_distance_then_area"]
+           "check_ground_truth"]
 
 NSD_TOLERANCE = 2.0
 """Surface tolerance: mm for 3D cases, pixels for 2D cases."""
 NSD_DSC_THRESHOLD = 0.2
 """NSD is computed only when the case DSC is strictly above this value."""
-
-
-def sort_by_distance_then_area(distances: np.ndarray, surfel_areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both (N,) float arrays ordered by distance, ties by area: `sorted(zip(distances, areas))`."""
-    order = np.lexsort((surfel_areas, distances))
-    return distances[order], surfel_areas[order]
-
-
-surface_distance.metrics._sort_distances_surfels = sort_by_distance_then_area
 
 
 @dataclass(frozen=True)
@@ -55,10 +46,13 @@ class CaseScores:
     Attributes:
         dsc: mean DSC over labels 1..max(gt) (NaN as described in the module docstring).
         nsd: mean NSD over the same labels; 0.0 when the DSC gate fails; None when not requested.
-        label_dsc: (L,) float64 DSC per label 1..L.
-        label_nsd: (L,) float64 NSD per label, or None when NSD was not computed.
+        labels: (L,) the labels in 1..max(gt) present in either mask, ascending (all of 1..max(gt)
+            unless one is absent from both, which makes ``dsc`` NaN).
+        label_dsc: (L,) float64 DSC per label of ``labels``.
+        label_nsd: (L,) float64 NSD per label of ``labels``, or None when NSD was not computed.
     """
 
+    labels: np.ndarray
     dsc: float
     nsd: float | None
     label_dsc: np.ndarray
@@ -90,10 +84,7 @@ def surface_dice(gt_mask: np.ndarray, pred_mask: np.ndarray, spacing: Sequence[f
         return float("nan")
     if not (gt_any and pred_any):
         return 0.0
-    with warnings.catch_warnings():  # the package uses scipy.ndimage.filters/morphology aliases
-        warnings.simplefilter("ignore", DeprecationWarning)
-        distances = surface_distance.compute_surface_distances(
-            gt_mask.astype(bool, copy=False), pred_mask.astype(bool, copy=False), spacing_mm=tuple(spacing))
+    distances = surface_distances(gt_mask.astype(bool, copy=False), pred_mask.astype(bool, copy=False), spacing)
     return float(surface_distance.compute_surface_dice_at_tolerance(distances, tolerance))
 
 
@@ -117,6 +108,45 @@ def _union(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None) -> tuple[sl
     return tuple(slice(min(s.start, t.start), max(s.stop, t.stop)) for s, t in zip(a, b))
 
 
+def check_ground_truth(gts: np.ndarray, spacing: np.ndarray | None) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The ground truth as an integer label map of the case's layout, and the spacing to score with.
+
+    Checked apart from the prediction, so that a bad ground truth is reported as such.
+
+    Raises:
+        ValueError: 2D labels not (H, W), 3D labels not (D, H, W), spacing not 3 positive finite
+            numbers, non-integer labels.
+    """
+    if spacing is None:
+        if gts.ndim != 2:
+            raise ValueError(f"2D case needs (H, W) masks, got shape {gts.shape}")
+        return _as_label_map("gts", gts), (1.0, 1.0, 1.0)
+    if gts.ndim != 3:
+        raise ValueError(f"3D case needs (D, H, W) masks, got shape {gts.shape}")
+    values = np.asarray(spacing).ravel()
+    if values.dtype.kind not in "iuf":
+        raise ValueError(f"spacing must be 3 positive finite numbers, got dtype {values.dtype}")
+    steps = tuple(float(s) for s in values.astype(np.float64))
+    if len(steps) != 3 or not all(np.isfinite(s) and s > 0 for s in steps):
+        raise ValueError(f"spacing must be 3 positive finite numbers, got {steps}")
+    return _as_label_map("gts", gts), steps
+
+
+def _present(labels: np.ndarray, top: int) -> np.ndarray:
+    """Sorted distinct values of ``labels`` within 1..top."""
+    return np.unique(labels[(labels >= 1) & (labels <= top)])
+
+
+def _compact(labels: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """``labels`` renumbered 1..len(scored) by position in ``scored``; other values become 0."""
+    out = np.zeros(labels.shape, np.int32)
+    inside = (labels >= 1) & (labels <= scored[-1])
+    index = np.searchsorted(scored, labels[inside])
+    hit = scored[np.minimum(index, len(scored) - 1)] == labels[inside]
+    out[inside] = np.where(hit, index + 1, 0)
+    return out
+
+
 def score_case(gts: np.ndarray, segs: np.ndarray, spacing: Sequence[float] | None = None,
                compute_nsd: bool = True) -> CaseScores:
     """Score one case like the organisers.
@@ -129,44 +159,33 @@ def score_case(gts: np.ndarray, segs: np.ndarray, spacing: Sequence[float] | Non
         compute_nsd: False skips NSD (`nsd` and `label_nsd` are None).
 
     Raises:
-        ValueError: shape mismatch, wrong number of dimensions, bad spacing, non-integer labels.
+        ValueError: as :func:`check_ground_truth`; shape mismatch, non-integer prediction labels.
     """
+    gts, steps = check_ground_truth(gts, None if spacing is None else np.asarray(spacing))
     if gts.shape != segs.shape:
         raise ValueError(f"prediction shape {segs.shape} differs from ground-truth shape {gts.shape}")
+    segs = _as_label_map("segs", segs)
     if spacing is None:
-        if gts.ndim != 2:
-            raise ValueError(f"2D case needs (H, W) masks, got shape {gts.shape}")
-        gts, segs, spacing = gts[..., None], segs[..., None], (1.0, 1.0, 1.0)
-    else:
-        spacing = tuple(float(s) for s in np.asarray(spacing, dtype=np.float64).ravel())
-        if gts.ndim != 3:
-            raise ValueError(f"3D case needs (D, H, W) masks, got shape {gts.shape}")
-        if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-            raise ValueError(f"spacing must be 3 positive finite numbers, got {spacing}")
-    gts, segs = _as_label_map("gts", gts), _as_label_map("segs", segs)
-    n_labels = int(gts.max()) if gts.size else 0
-    if n_labels <= 0:
+        gts, segs = gts[..., None], segs[..., None]
+    top = int(gts.max()) if gts.size else 0
+    if top <= 0:
         nothing = np.zeros(0)
-        return CaseScores(float("nan"), 0.0 if compute_nsd else None, nothing, nothing if compute_nsd else None)
-
-    gt_boxes = ndimage.find_objects(gts, max_label=n_labels)
-    seg_boxes = ndimage.find_objects(segs, max_label=n_labels)
-    crops: list[tuple[np.ndarray, np.ndarray] | None] = []
-    label_dsc = np.empty(n_labels)
+        return CaseScores(nothing.astype(np.int64), float("nan"), 0.0 if compute_nsd else None, nothing,
+                          nothing if compute_nsd else None)
+    scored = np.union1d(_present(gts, top), _present(segs, top))
+    gt_ids, seg_ids = _compact(gts, scored), _compact(segs, scored)
+    gt_boxes = ndimage.find_objects(gt_ids, max_label=len(scored))
+    seg_boxes = ndimage.find_objects(seg_ids, max_label=len(scored))
+    crops: list[tuple[np.ndarray, np.ndarray]] = []
     for index, (gt_box, seg_box) in enumerate(zip(gt_boxes, seg_boxes)):
-        if gt_box is None and seg_box is None:
-            crops.append(None)
-            label_dsc[index] = np.nan
-            continue
-        box, label = _union(gt_box, seg_box), index + 1
-        gt_crop, seg_crop = gts[box] == label, segs[box] == label
-        crops.append((gt_crop, seg_crop))
-        label_dsc[index] = dice(gt_crop, seg_crop)
-    case_dsc = float(np.mean(label_dsc))
+        box = _union(gt_box, seg_box)
+        crops.append((gt_ids[box] == index + 1, seg_ids[box] == index + 1))
+    label_dsc = np.array([dice(gt, seg) for gt, seg in crops])
+    case_dsc = float(np.mean(label_dsc)) if len(scored) == top else float("nan")
 
     if not compute_nsd:
-        return CaseScores(case_dsc, None, label_dsc, None)
+        return CaseScores(scored, case_dsc, None, label_dsc, None)
     if not case_dsc > NSD_DSC_THRESHOLD:
-        return CaseScores(case_dsc, 0.0, label_dsc, None)
-    label_nsd = np.array([np.nan if crop is None else surface_dice(crop[0], crop[1], spacing) for crop in crops])
-    return CaseScores(case_dsc, float(np.mean(label_nsd)), label_dsc, label_nsd)
+        return CaseScores(scored, case_dsc, 0.0, label_dsc, None)
+    label_nsd = np.array([surface_dice(gt, seg, steps) for gt, seg in crops])
+    return CaseScores(scored, case_dsc, float(np.mean(label_nsd)), label_dsc, label_nsd)

@@ -2,12 +2,13 @@
 
 Per case (every `*.npz` in the ground-truth folder, sorted by name): DSC and NSD rounded to 4
 decimals as in the organisers' CSV. A prediction that is missing, unreadable or of the wrong shape
-scores DSC 0 and NSD 0 and carries a one-line `error`; an unreadable ground truth scores NaN (the
-case cannot be judged). Nothing in one case stops the others.
+scores DSC 0 and NSD 0 and carries a one-line `error`; an unreadable or malformed ground truth
+(shape, spacing, labels) scores NaN (the case cannot be judged) and its `error` names the ground truth. Nothing in one case stops the others.
 """
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from challenge.folders import case_files
 from evaluation.cases import case_modality, is_3d_case, load_key
 from evaluation.csvio import parse_float, read_csv, write_csv
-from evaluation.metrics import score_case
+from evaluation.metrics import check_ground_truth, score_case
 
 __all__ = ["CaseResult", "list_cases", "evaluate_case", "evaluate_folder", "write_metrics_csv",
            "read_metrics_csv"]
@@ -38,13 +40,19 @@ class CaseResult:
     error: str = ""
 
 
+def _named(path: Path, error: ValueError) -> str:
+    """``error`` as ``<path>: <problem>`` (npz read errors already start with the path)."""
+    return str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
+
+
 def _round4(value: float | None) -> float | None:
     return None if value is None else float(np.round(value, 4))
 
 
 def list_cases(gt_dir: Path) -> list[str]:
-    """Sorted file names of the `*.npz` ground truths in `gt_dir`."""
-    return sorted(p.name for p in gt_dir.iterdir() if p.suffix == ".npz" and p.is_file())
+    """Sorted file names of the `*.npz` ground truths in `gt_dir` (hidden names skipped; a
+    dangling link is listed, and fails as an unreadable ground truth)."""
+    return [p.name for p in case_files(gt_dir)]
 
 
 def evaluate_case(case: str, seg_dir: Path, gt_dir: Path, compute_nsd: bool = True) -> CaseResult:
@@ -56,22 +64,29 @@ def evaluate_case(case: str, seg_dir: Path, gt_dir: Path, compute_nsd: bool = Tr
     failed_nsd = 0.0 if compute_nsd else None
     gt_path = gt_dir / case
     try:
-        gts = load_key(gt_path, "gts")
-        spacing = load_key(gt_path, "spacing") if is_3d_case(case) else None
+        gts, steps = check_ground_truth(load_key(gt_path, "gts"), load_key(gt_path, "spacing")
+                                        if is_3d_case(case) else None)
+        spacing = steps if is_3d_case(case) else None
     except ValueError as error:
         return CaseResult(case, modality, "", float("nan"), None if failed_nsd is None else float("nan"),
-                          f"ground truth: {error}")
+                          f"ground truth: {_named(gt_path, error)}")
     size = "x".join(str(n) for n in gts.shape)
     seg_path = seg_dir / case
     try:
         segs = load_key(seg_path, "segs")
         scores = score_case(gts, segs, spacing, compute_nsd)
     except ValueError as error:
-        message = str(error) if str(error).startswith(str(seg_path)) else f"{seg_path}: {error}"
-        return CaseResult(case, modality, size, 0.0, failed_nsd, message)
+        return CaseResult(case, modality, size, 0.0, failed_nsd, _named(seg_path, error))
     except Exception as error:  # a bug or resource failure in one case must not stop the batch
         return CaseResult(case, modality, size, 0.0, failed_nsd, f"{seg_path}: {type(error).__name__}: {error}")
     return CaseResult(case, modality, size, _round4(scores.dsc), _round4(scores.nsd))
+
+
+def _ignore_signals() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them with SIGTERM: that one must end a worker
+    without a traceback, so it gets the default action back (the parent's handler is inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def evaluate_folder(seg_dir: Path, gt_dir: Path, num_workers: int = 1, compute_nsd: bool = True,
@@ -89,7 +104,7 @@ def evaluate_folder(seg_dir: Path, gt_dir: Path, num_workers: int = 1, compute_n
                 results.append(work(case))
                 bar.update()
         else:
-            with multiprocessing.Pool(min(num_workers, len(cases))) as pool:
+            with multiprocessing.Pool(min(num_workers, len(cases)), _ignore_signals) as pool:
                 for result in pool.imap_unordered(work, cases):
                     results.append(result)
                     bar.update()

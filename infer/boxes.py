@@ -25,8 +25,13 @@ class PreparedBoxes:
     notes: list[str] = field(default_factory=list)
 
 
+SHOWN_ROWS = 5
+"""Rows named in a note; the rest are counted (65,534 clipped rows must not make one huge line)."""
+
+
 def _rows(rows: np.ndarray) -> str:
-    return ", ".join(str(int(r)) for r in rows)
+    shown = ", ".join(str(int(r)) for r in rows[:SHOWN_ROWS])
+    return shown if len(rows) <= SHOWN_ROWS else f"{shown} and {len(rows) - SHOWN_ROWS} more ({len(rows)} in all)"
 
 
 def prepare_boxes(boxes: np.ndarray, spatial_shape: tuple[int, ...]) -> PreparedBoxes:

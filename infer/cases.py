@@ -13,10 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from challenge.names import Dimension
-from challenge.npz import BOX_COLUMNS, BOX_LAYOUT, DEFAULT_MAX_MEMBER_BYTES, NpzError, open_npz
+from challenge.npz import BOX_COLUMNS, BOX_LAYOUT, NpzError, open_npz
 from infer.errors import CaseError
 
-__all__ = ["Case", "check_case", "load_case"]
+__all__ = ["MAX_ARRAY_BYTES", "MAX_BOXES", "Case", "check_case", "load_case"]
+
+MAX_ARRAY_BYTES = 1 << 30
+"""Largest input array inference inflates (``--max-array-bytes``): 1 GiB, four times the largest
+challenge volumes (a few hundred MB of uint8), so that an axial case at the bound (about 1.5 bytes
+per voxel of working memory measured, plus the 1 GiB slice cache and the models) stays well inside
+the challenge container's 8 GB. Larger declared sizes are refused from the NPY header
+(docs/inference.md: memory)."""
 
 
 @dataclass
@@ -82,6 +89,10 @@ def _check_imgs(path: Path, dimension: Dimension, imgs: np.ndarray) -> None:
         raise CaseError(path, f"'imgs' is empty, shape {imgs.shape}")
 
 
+MAX_BOXES = int(np.iinfo(np.uint16).max)
+"""Box k is output label k + 1 in uint16 ``segs``."""
+
+
 def _check_boxes(path: Path, dimension: Dimension, boxes: np.ndarray) -> np.ndarray:
     columns = BOX_COLUMNS[dimension]
     if boxes.dtype.kind not in "iuf":
@@ -91,6 +102,8 @@ def _check_boxes(path: Path, dimension: Dimension, boxes: np.ndarray) -> np.ndar
     if boxes.ndim != 2 or boxes.shape[1] != columns:
         raise CaseError(path, f"{dimension} 'boxes' must have shape (N, {columns}) {BOX_LAYOUT[dimension]}, "
                               f"got {boxes.shape}")
+    if len(boxes) > MAX_BOXES:
+        raise CaseError(path, f"'boxes' has {len(boxes)} rows; at most {MAX_BOXES} fit the uint16 output labels")
     values = boxes.astype(np.float64)
     for row, coordinates in enumerate(values):
         coords = "[" + ", ".join(_fmt(v) for v in coordinates) + "]"
@@ -112,7 +125,7 @@ def _spacing_note(spacing: np.ndarray | str | None) -> str | None:
     return f"{problem}; not needed for inference, going on"
 
 
-def load_case(path: str | Path, dimension: Dimension, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Case:
+def load_case(path: str | Path, dimension: Dimension, max_member_bytes: int = MAX_ARRAY_BYTES) -> Case:
     """Read ``path`` (an ``.npz`` case) and validate it as a ``dimension`` case.
 
     A member declaring more than ``max_member_bytes`` is refused before it is inflated.
@@ -120,7 +133,7 @@ def load_case(path: str | Path, dimension: Dimension, max_member_bytes: int = DE
     Raises:
         CaseError: unreadable or truncated file, pickled or oversized arrays, missing ``imgs``/``boxes``,
             wrong image shape, image values that do not fit uint8, boxes of the wrong shape,
-            with NaN/infinite or negative coordinates.
+            more than :data:`MAX_BOXES`, with NaN/infinite or negative coordinates.
     """
     path = Path(path)
     imgs, boxes, spacing = _read_arrays(path, max_member_bytes)

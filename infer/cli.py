@@ -2,11 +2,14 @@
 
 Exit code 0 when every case produced its output, 1 when some case failed (each failure is one
 ``error: <file>: <problem>`` line on stderr and the other cases still run) or the output folder is
-not writable, 2 for bad arguments (unreadable routing table, missing input folder).
+not writable, 2 for bad arguments (unreadable routing table, missing or unreadable input folder,
+an output folder that would overwrite the inputs, an unwritable ``--efficiency-csv``), 130/143
+when interrupted by SIGINT/SIGTERM (finished outputs kept, no partial file left).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 import time
@@ -14,6 +17,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
+from challenge.folders import case_files, overwrites_inputs
+from challenge.interrupt import run_interruptible
+from challenge.atomic import writable_file
+from infer.cases import MAX_ARRAY_BYTES
 from infer.clock import since_process_start
 from infer.errors import RoutingError
 from infer.pipeline import CaseResult
@@ -46,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU threads per model (default: all this process may use)")
     parser.add_argument("--efficiency-csv", type=Path, default=None,
                         help="write per-case seconds and encoder/decoder call counts to this CSV")
+    parser.add_argument("--max-array-bytes", type=_positive_int, default=MAX_ARRAY_BYTES,
+                        help="largest input array to inflate, checked from its header first "
+                             f"(default: {MAX_ARRAY_BYTES}, 1 GiB)")
     parser.add_argument("--cache-dir", default=None,
                         help="OpenVINO compiled-model cache (default: MODELS/ov_cache; '' disables it)")
     return parser
@@ -84,7 +94,32 @@ def _progress() -> tuple[Callable[[list], Iterable], Callable[[str, TextIO], Non
             lambda line, stream: tqdm.write(line, file=stream))
 
 
+def _arguments_problem(args: argparse.Namespace) -> str | None:
+    """The one-line error for inputs and outputs that cannot work, checked before any case runs."""
+    try:
+        cases = case_files(args.input)
+    except FileNotFoundError:
+        return f"{args.input}: input folder not found"
+    except OSError as exc:
+        return f"{args.input}: input folder cannot be read ({exc.strerror or exc})"
+    clash = overwrites_inputs(args.input, args.output, cases)
+    if clash is not None:
+        return f"{args.output}: {clash}; refusing to overwrite the inputs"
+    if args.efficiency_csv is not None:
+        problem = writable_file(args.efficiency_csv)
+        if problem is not None:
+            return f"{args.efficiency_csv}: efficiency CSV cannot be written ({problem})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 must not end the run
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+    return run_interruptible("python -m infer", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     try:
@@ -92,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     except RoutingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not args.input.is_dir():
-        print(f"error: {args.input}: input folder not found", file=sys.stderr)
+    problem = _arguments_problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     problem = _writable_folder(args.output)
     if problem is not None:
@@ -102,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_dir, warning = _cache_dir(args.cache_dir, args.models) if args.backend == "openvino" else (None, None)
     if warning:
         print(warning, file=sys.stderr)
-    segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir)
+    segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes)
     progress, write = _progress()
 
     def report(result: CaseResult) -> None:

@@ -57,6 +57,14 @@ class ModelSpec:
         return self.folder / self.files[part][key]
 
 
+def _count(path: Path, data: dict, key: str) -> int:
+    """A positive whole number field of the sidecar, or a message naming the file and the field."""
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{path}: field '{key}' must be a positive integer, got {value!r}")
+    return value
+
+
 def load_model_spec(folder: str | Path) -> ModelSpec:
     """Read and validate ``folder/model.json``.
 
@@ -83,9 +91,9 @@ def load_model_spec(folder: str | Path) -> ModelSpec:
             name=data.get("name", folder.name),
             arch=data["arch"],
             preprocess=PreprocessSpec.from_json(data["preprocess"]),
-            mask_outputs=int(data["mask_outputs"]),
+            mask_outputs=_count(path, data, "mask_outputs"),
             mask_selection=mask_selection,
-            low_res_size=int(data["low_res_size"]),
+            low_res_size=_count(path, data, "low_res_size"),
             files={part: dict(data["files"][part]) for part in ("encoder", "decoder")},
             trained=bool(data["source"]["trained"]),
             source=str(data["source"]["description"]),

@@ -16,7 +16,7 @@ import numpy as np
 
 from challenge.npz import write_npz
 from infer.boxes import prepare_boxes
-from infer.cases import Case, load_case
+from infer.cases import MAX_ARRAY_BYTES, Case, load_case
 from infer.errors import CaseError
 from infer.models import ModelPool
 from infer.predictor import CallStats, SlicePredictor
@@ -69,8 +69,9 @@ def write_segs(path: Path, segs: np.ndarray) -> None:
 
 
 def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: float,
-             cache_bytes: int = DEFAULT_CACHE_BYTES) -> CaseResult:
-    """Segment the case at ``path`` with ``route`` and write ``out_dir/<name>``.
+             cache_bytes: int = DEFAULT_CACHE_BYTES, max_array_bytes: int = MAX_ARRAY_BYTES) -> CaseResult:
+    """Segment the case at ``path`` with ``route`` and write ``out_dir/<name>``; an input array
+    declaring more than ``max_array_bytes`` is refused before it is inflated.
 
     Never raises for a bad case or model: the result carries the one-line error instead.
     """
@@ -78,7 +79,7 @@ def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: f
     result = CaseResult(path, ok=False, seconds=0.0, route=route)
     predictor: SlicePredictor | None = None
     try:
-        case = load_case(path, route.dimension)
+        case = load_case(path, route.dimension, max_array_bytes)
         result.notes, result.shape, result.boxes = list(case.notes), case.imgs.shape, len(case.boxes)
         predictor = SlicePredictor(pool.get(route.model))
         segs, notes = segment_case(case, route, predictor, margin, cache_bytes)

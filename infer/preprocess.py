@@ -107,7 +107,8 @@ def geometry_for(spec: PreprocessSpec, height: int, width: int) -> Geometry:
         return Geometry(height, width, size, size, size)
     scale = size / max(height, width)
     # Round half up in float64, as the baseline does: int(x * scale + 0.5).
-    return Geometry(height, width, size, int(height * scale + 0.5), int(width * scale + 0.5))
+    # A side never rounds to 0 (a 1 x 1000 image): OpenCV cannot resize to it.
+    return Geometry(height, width, size, max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
 
 
 def box_scale(spec: PreprocessSpec, geometry: Geometry) -> tuple[float, float]:

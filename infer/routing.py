@@ -28,6 +28,8 @@ __all__ = ["DEFAULT_ROUTING", "Route", "RoutingTable", "load_routing"]
 
 DEFAULT_ROUTING = Path(__file__).with_name("routing.json")
 FORMAT_VERSION = 1
+MAX_MARGIN = 64
+"""Largest 3D prompt margin, in model-input pixels: a quarter of a 256-pixel input."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,9 @@ def load_routing(path: str | Path = DEFAULT_ROUTING) -> RoutingTable:
     if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in models.items()):
         raise RoutingError(f"{path}: 'models' must map folder names to architecture names")
     margin = _field(str(path), data, "propagation_margin", (int, float))
-    if margin < 0:
-        raise RoutingError(f"{path}: propagation_margin must be >= 0, got {margin}")
+    if not 0 <= margin <= MAX_MARGIN:  # NaN fails the comparison too
+        raise RoutingError(f"{path}: propagation_margin must be a number from 0 to {MAX_MARGIN} "
+                           f"(model-input pixels), got {margin}")
     rows = _field(str(path), data, "routes", list)
     routes = tuple(_route(path, i, row, models) for i, row in enumerate(rows))
     seen: set[tuple[str, str]] = set()

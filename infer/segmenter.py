@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from challenge.folders import case_files
 from challenge.names import Dimension, canonical_modality, parse_case_name
-from infer.cases import check_case
+from infer.cases import MAX_ARRAY_BYTES, check_case
 from infer.models import ModelPool
 from infer.pipeline import CaseResult, run_case, segment_case
 from infer.predictor import SlicePredictor
@@ -39,13 +40,17 @@ class Segmenter:
         backend: ``"openvino"`` or ``"onnxruntime"``.
         threads: CPU threads per model (None: all this process may use).
         cache_dir: OpenVINO compiled-model cache folder (None: no cache).
+        max_array_bytes: the largest input array :meth:`run_folder` inflates (checked from the NPY
+            header first, so a small file declaring gigabytes costs nothing).
 
     Raises:
         RoutingError: the routing table file is unreadable or invalid.
     """
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS, routing: str | Path | RoutingTable = DEFAULT_ROUTING,
-                 backend: str = "openvino", threads: int | None = None, cache_dir: str | Path | None = None) -> None:
+                 backend: str = "openvino", threads: int | None = None, cache_dir: str | Path | None = None,
+                 max_array_bytes: int = MAX_ARRAY_BYTES) -> None:
+        self.max_array_bytes = max_array_bytes
         self.table = routing if isinstance(routing, RoutingTable) else load_routing(routing)
         self.pool = ModelPool(Path(models_dir), backend, threads or host_threads(),
                               None if cache_dir is None else Path(cache_dir))
@@ -109,7 +114,7 @@ class Segmenter:
                    warn: Callable[[str], None] = _to_stderr,
                    progress: Callable[[list[tuple[Path, Route]]], Iterable[tuple[Path, Route]]] = iter,
                    ) -> list[CaseResult]:
-        """Segment every ``*.npz`` case of ``input_dir`` (name order) into ``output_dir``.
+        """Segment every ``*.npz`` case of ``input_dir`` (name order, hidden names skipped) into ``output_dir``.
 
         A case that fails costs only itself: its result carries the one-line error and the others
         run. Cases that cannot run are reported before any model is compiled; the first routed
@@ -124,7 +129,7 @@ class Segmenter:
             One result per case: failed plans first, then the runs in order.
         """
         input_dir, output_dir = Path(input_dir), Path(output_dir)
-        cases = sorted(p for p in input_dir.glob("*.npz") if p.is_file())
+        cases = case_files(input_dir)
         if not cases:
             warn(f"warning: {input_dir}: no *.npz cases")
         runnable, results, warnings = self.plan(cases)
@@ -136,7 +141,8 @@ class Segmenter:
         if runnable:
             self.pool.prefetch(runnable[0][1].model)
         for path, route in progress(runnable):
-            result = run_case(path, route, self.pool, output_dir, self.table.propagation_margin)
+            result = run_case(path, route, self.pool, output_dir, self.table.propagation_margin,
+                              max_array_bytes=self.max_array_bytes)
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -17,6 +17,7 @@ import os
 import threading
 from pathlib import Path
 from typing import Protocol
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -64,17 +65,37 @@ def _openvino_core(cache_dir: Path | None) -> object:
         return _OV_CORES[key]
 
 
+def _runtime_message(exc: Exception) -> str:
+    """The cause in a runtime's exception, without OpenVINO's ``Exception from src/...:132:`` location lines."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("Exception from ")) or type(exc).__name__
+
+
+def _require_ir(path: Path) -> None:
+    """Refuse an ``.xml`` that is not OpenVINO IR before OpenVINO tries every frontend on it (its
+    TensorFlow frontend then logs parse errors straight to stderr)."""
+    if path.suffix != ".xml":
+        return
+    try:
+        _, root = next(ElementTree.iterparse(path, events=("start",)))
+    except (ElementTree.ParseError, StopIteration, OSError) as exc:
+        raise ModelError(f"{path}: not OpenVINO IR (not XML: {exc})") from None
+    if root.tag != "net":
+        raise ModelError(f"{path}: not OpenVINO IR (root element <{root.tag}>, expected <net>)")
+
+
 class OpenVINOSession:
     """An OpenVINO CPU compiled model with one infer request."""
 
     def __init__(self, path: Path, threads: int, cache_dir: Path | None = None) -> None:
+        _require_ir(path)
         core = _openvino_core(cache_dir)
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         try:
             self._compiled = core.compile_model(str(path), "CPU", config)  # type: ignore[attr-defined]
         except Exception as exc:  # OpenVINO raises RuntimeError and its own exception classes
-            raise ModelError(f"{path}: OpenVINO cannot compile it ({str(exc).strip().splitlines()[0]})") from None
+            raise ModelError(f"{path}: OpenVINO cannot compile it ({_runtime_message(exc)})") from None
         self._request = self._compiled.create_infer_request()
         self.output_names = [port.get_any_name() for port in self._compiled.outputs]
 
@@ -98,7 +119,7 @@ class OnnxRuntimeSession:
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception classes (Fail, InvalidGraph, ...)
-            raise ModelError(f"{path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[0]})") from None
+            raise ModelError(f"{path}: ONNX Runtime cannot load it ({_runtime_message(exc)})") from None
         self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,7 +7,9 @@
 * :func:`write_tiny_model`: a real model folder (sidecar + ONNX + OpenVINO IR) whose decoder
   returns exactly the prompt box (logit = distance inside the box + 0.5), so CLI tests can
   predict every output pixel, and run in milliseconds with both runtimes.
-* :func:`make_work_dir`: a models folder laid out as the default routing table expects.
+* :func:`make_work_dir`: a models folder laid out as the default routing table expects;
+  :func:`tiny_work_dir` one of tiny models.
+* :func:`run_cli` / :func:`save_case`: run ``python -m infer`` in-process, write an input case.
 """
 from __future__ import annotations
 
@@ -184,3 +186,26 @@ def make_work_dir(root: Path, litemedsam: Path, efficientsam: Path, finetuned: P
                          ("efficientsam_vitt", efficientsam)):
         (root / name).symlink_to(target, target_is_directory=True)
     return root
+
+
+def tiny_work_dir(root: Path) -> Path:
+    """A models folder of tiny LiteMedSAM- and EfficientSAM-style models under ``root``."""
+    lite = write_tiny_model(root / "tiny_litemedsam", "litemedsam")
+    esam = write_tiny_model(root / "tiny_efficientsam", "efficientsam")
+    return make_work_dir(root / "work_dir", lite, esam)
+
+
+def run_cli(capsys, inputs: Path, outputs: Path, models: Path, *extra: str) -> tuple[int, str, str]:
+    """``python -m infer`` in this process: exit code, stdout, stderr."""
+    from infer.cli import main
+
+    code = main(["-i", str(inputs), "-o", str(outputs), "--models", str(models), *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def save_case(folder: Path, name: str, **arrays: np.ndarray) -> Path:
+    """``folder/name`` as ``np.savez_compressed`` writes it (folder created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / name, **arrays)
+    return folder / name

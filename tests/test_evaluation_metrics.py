@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from surface_distance.lookup_tables import _NEIGHBOUR_CODE_TO_NORMALS
 
 import surface_distance
 
-from evaluation.metrics import dice, score_case, sort_by_distance_then_area, surface_dice
+from evaluation.metrics import dice, score_case, surface_dice
+from evaluation.surface import surface_distances
 
 SQ2, SQ3 = math.sqrt(2.0), math.sqrt(3.0)
 
@@ -195,7 +197,7 @@ def test_case_rules_labels_gate_and_nan():
     segs = gts.copy()
     scores = score_case(gts, segs, (1.0, 1.0, 1.0))
     assert math.isnan(scores.dsc) and scores.nsd == 0.0  # NaN DSC fails the > 0.2 gate
-    assert math.isnan(scores.label_dsc[1]) and scores.label_dsc[0] == scores.label_dsc[2] == 1.0
+    assert list(scores.labels) == [1, 3] and list(scores.label_dsc) == [1.0, 1.0]  # label 2: in neither
 
     segs[segs == 3] = 0
     segs[0, 0, 0] = 2  # label 2 only in the prediction scores 0
@@ -243,14 +245,35 @@ def test_input_errors():
     assert score_case(gts, gts.astype(np.float64)).dsc == 1.0  # integral floats are labels
 
 
-def test_vectorised_sort_equals_sorting_tuples():
-    assert surface_distance.metrics._sort_distances_surfels is sort_by_distance_then_area
-    rng = np.random.default_rng(3)
-    distances = rng.choice([0.0, 1.0, 1.5, 2.0, 2.5, np.inf], 5000)  # many ties, like real distance maps
-    areas = rng.choice([0.2165, 0.5, 0.7071, 1.0], 5000)
-    expected = sorted(zip(distances.tolist(), areas.tolist()))
-    got_d, got_a = sort_by_distance_then_area(distances, areas)
-    assert list(zip(got_d.tolist(), got_a.tolist())) == expected
+@pytest.mark.parametrize("seed", range(6))
+def test_surface_distances_are_the_librarys_own(seed):
+    """evaluation/surface.py against `surface_distance.compute_surface_distances` (not patched), bit for bit."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 18, 3))
+    gt = random_label_map(rng, shape, 1) == 1
+    pred = perturb(rng, gt.astype(np.uint16)) == 1
+    if not (gt.any() and pred.any()):
+        gt[0, 0, 0] = pred[-1, -1, -1] = True
+    spacing = tuple(float(s) for s in rng.choice([0.5, 1.0, 1.5, 2.5], 3))
+    ours = surface_distances(gt, pred, spacing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs = surface_distance.compute_surface_distances(gt, pred, spacing)
+    for key in theirs:
+        np.testing.assert_array_equal(ours[key], theirs[key])
+    assert surface_dice(gt, pred, spacing) == surface_distance.compute_surface_dice_at_tolerance(theirs, 2.0)
+    assert surface_distance.metrics._sort_distances_surfels.__module__ == "surface_distance.metrics"  # not patched
+
+
+def test_cost_follows_the_labels_present_not_the_largest_value():
+    gts = np.zeros((20, 20), np.int64)
+    gts[2:6, 2:6], gts[10:14, 10:14] = 1, 2**31 - 1
+    segs = gts.copy()
+    scores = score_case(gts, segs)  # 2**31 - 1 labels in 1..max: a table of them would not fit memory
+    assert math.isnan(scores.dsc) and scores.nsd == 0.0  # labels 2..2**31-2 absent from both: NaN, gate fails
+    assert list(scores.labels) == [1, 2**31 - 1] and list(scores.label_dsc) == [1.0, 1.0]
+    segs[segs == 1] = 0
+    assert list(score_case(gts, segs).label_dsc) == [0.0, 1.0]
 
 
 # --- parity with the independent implementation on random masks ------------------------------------

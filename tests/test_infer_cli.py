@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _infer_fakes import make_work_dir, write_tiny_model
+from _infer_fakes import run_cli, save_case, tiny_work_dir
 
-from infer.cli import main
 from test_demo.generate import SCENES, CaseSpec, generate_case, write_case
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,22 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_models")
-    lite = write_tiny_model(root / "tiny_litemedsam", "litemedsam")
-    esam = write_tiny_model(root / "tiny_efficientsam", "efficientsam")
-    return make_work_dir(root / "work_dir", lite, esam)
-
-
-def _run(capsys, inputs: Path, outputs: Path, models: Path, *extra: str) -> tuple[int, str, str]:
-    code = main(["-i", str(inputs), "-o", str(outputs), "--models", str(models), *extra])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _save(folder: Path, name: str, **arrays) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder / name, **arrays)
-    return folder / name
+    return tiny_work_dir(tmp_path_factory.mktemp("tiny_models"))
 
 
 def _segs(path: Path) -> np.ndarray:
@@ -64,7 +48,7 @@ def test_every_modality_gives_named_uint16_outputs_of_the_input_shape(tmp_path, 
                                       f"{dim}Box_{modality}_{i:04d}"), seed=i)
         write_case(case, inputs)
         shapes[f"{case.name}.npz"] = case.gts.shape
-    code, out, err = _run(capsys, inputs, tmp_path / "out", tiny_models, "--efficiency-csv", str(tmp_path / "eff.csv"))
+    code, out, err = run_cli(capsys, inputs, tmp_path / "out", tiny_models, "--efficiency-csv", str(tmp_path / "eff.csv"))
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(shapes)
     for name, shape in shapes.items():
@@ -86,8 +70,8 @@ def test_every_modality_gives_named_uint16_outputs_of_the_input_shape(tmp_path, 
 def test_2d_labels_are_the_boxes_later_box_wins(tmp_path, capsys, tiny_models):
     img = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     boxes = np.array([[10, 10, 100, 100], [50, 50, 150, 120], [0, 0, 30, 255], [200, 0, 255, 40]])
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=boxes)
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=boxes)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert code == 0, err
     np.testing.assert_array_equal(_segs(tmp_path / "out" / "2DBox_US_0001.npz"), _painted((256, 256), boxes))
 
@@ -96,8 +80,8 @@ def test_more_than_255_boxes(tmp_path, capsys, tiny_models):
     img = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     corners = np.array([(x, y) for y in range(0, 256, 15) for x in range(0, 256, 15)])[:300]
     boxes = np.concatenate([corners, corners + 9], axis=1)
-    _save(tmp_path / "in", "2DBox_Microscope_0001.npz", imgs=img, boxes=boxes)
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    save_case(tmp_path / "in", "2DBox_Microscope_0001.npz", imgs=img, boxes=boxes)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert code == 0, err
     segs = _segs(tmp_path / "out" / "2DBox_Microscope_0001.npz")
     assert segs.dtype == np.uint16 and segs.max() == 300
@@ -110,8 +94,8 @@ def test_3d_propagation_grows_the_prompt_by_the_margin_within_the_3d_box(tmp_pat
     (so every other slice gets the box grown by 3 px): the margin rule, exactly, through the CLI."""
     vol = np.random.default_rng(2).integers(0, 256, (7, 256, 256), dtype=np.uint8)
     boxes = np.array([[100, 90, 1, 140, 120, 5], [30, 30, 6, 40, 50, 6], [120, 100, 0, 130, 110, 2]])
-    _save(tmp_path / "in", "3DBox_CT_0001.npz", imgs=vol, boxes=boxes, spacing=np.ones(3))
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--efficiency-csv",
+    save_case(tmp_path / "in", "3DBox_CT_0001.npz", imgs=vol, boxes=boxes, spacing=np.ones(3))
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--efficiency-csv",
                         str(tmp_path / "eff.csv"))
     assert code == 0, err
     expected = np.zeros(vol.shape, np.uint16)
@@ -136,7 +120,7 @@ def test_outputs_are_byte_identical_run_after_run(tmp_path, capsys, tiny_models)
     case = generate_case(CaseSpec("Fundus", "2D", (64, 80), 3, "2DBox_Fundus_0001"), seed=4)
     write_case(case, tmp_path / "in")
     for out in ("a", "b"):
-        assert _run(capsys, tmp_path / "in", tmp_path / out, tiny_models)[0] == 0
+        assert run_cli(capsys, tmp_path / "in", tmp_path / out, tiny_models)[0] == 0
     for name in ("3DBox_CT_0001.npz", "2DBox_Fundus_0001.npz"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -144,10 +128,10 @@ def test_outputs_are_byte_identical_run_after_run(tmp_path, capsys, tiny_models)
 def test_onnxruntime_backend_gives_the_same_labels(tmp_path, capsys, tiny_models):
     img = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     boxes = np.array([[10, 10, 100, 100], [50, 50, 150, 120]])
-    _save(tmp_path / "in", "2DBox_X-Ray_0001.npz", imgs=img, boxes=boxes)
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=boxes)
+    save_case(tmp_path / "in", "2DBox_X-Ray_0001.npz", imgs=img, boxes=boxes)
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=boxes)
     for backend in ("openvino", "onnxruntime"):
-        assert _run(capsys, tmp_path / "in", tmp_path / backend, tiny_models, "--backend", backend)[0] == 0
+        assert run_cli(capsys, tmp_path / "in", tmp_path / backend, tiny_models, "--backend", backend)[0] == 0
     for name in ("2DBox_X-Ray_0001.npz", "2DBox_US_0001.npz"):
         np.testing.assert_array_equal(_segs(tmp_path / "openvino" / name), _segs(tmp_path / "onnxruntime" / name))
     # the 1024-stretch model: box 1 (x 10..100 of 256) scales to the same pixels, up to resampling
@@ -158,9 +142,9 @@ def test_onnxruntime_backend_gives_the_same_labels(tmp_path, capsys, tiny_models
 def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, capsys, tiny_models):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     img = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
-    good = _save(inputs, "2DBox_US_0001.npz", imgs=img, boxes=np.array([[1, 2, 30, 40]]))
-    no_boxes = _save(inputs, "2DBox_US_0002.npz", imgs=img, boxes=np.zeros((0, 4)))
-    no_spacing = _save(inputs, "3DBox_MR_0001.npz", imgs=np.zeros((3, 32, 32), np.uint8) + 9,
+    good = save_case(inputs, "2DBox_US_0001.npz", imgs=img, boxes=np.array([[1, 2, 30, 40]]))
+    no_boxes = save_case(inputs, "2DBox_US_0002.npz", imgs=img, boxes=np.zeros((0, 4)))
+    no_spacing = save_case(inputs, "3DBox_MR_0001.npz", imgs=np.zeros((3, 32, 32), np.uint8) + 9,
                        boxes=np.array([[2, 2, 0, 9, 9, 2]]))
     text = inputs / "2DBox_US_0003.npz"
     text.write_text("not a zip")
@@ -169,17 +153,17 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, capsys, tiny_models)
     pickled = inputs / "2DBox_US_0005.npz"
     obj = np.empty(1, object)
     np.savez(pickled, imgs=img, boxes=obj)
-    no_imgs = _save(inputs, "2DBox_US_0006.npz", boxes=np.zeros((1, 4)))
-    bad_shape = _save(inputs, "2DBox_US_0007.npz", imgs=img[:, :, 0], boxes=np.zeros((1, 4)))
-    bad_3d = _save(inputs, "3DBox_CT_0002.npz", imgs=np.zeros((2, 8, 8, 3), np.uint8), boxes=np.zeros((1, 6)))
-    floats = _save(inputs, "2DBox_US_0008.npz", imgs=img.astype(np.float32) * 2, boxes=np.zeros((0, 4)))
-    ints = _save(inputs, "2DBox_US_0009.npz", imgs=img.astype(np.int32), boxes=np.array([[0, 0, 9, 9]]))
-    nan_box = _save(inputs, "2DBox_US_0010.npz", imgs=img, boxes=np.array([[1.0, np.nan, 5, 5]]))
-    neg_box = _save(inputs, "2DBox_US_0011.npz", imgs=img, boxes=np.array([[1, 1, 5, 5], [-1, 0, 3, 3]]))
-    no_prefix = _save(inputs, "Box_US_0012.npz", imgs=img, boxes=np.zeros((1, 4)))
+    no_imgs = save_case(inputs, "2DBox_US_0006.npz", boxes=np.zeros((1, 4)))
+    bad_shape = save_case(inputs, "2DBox_US_0007.npz", imgs=img[:, :, 0], boxes=np.zeros((1, 4)))
+    bad_3d = save_case(inputs, "3DBox_CT_0002.npz", imgs=np.zeros((2, 8, 8, 3), np.uint8), boxes=np.zeros((1, 6)))
+    floats = save_case(inputs, "2DBox_US_0008.npz", imgs=img.astype(np.float32) * 2, boxes=np.zeros((0, 4)))
+    ints = save_case(inputs, "2DBox_US_0009.npz", imgs=img.astype(np.int32), boxes=np.array([[0, 0, 9, 9]]))
+    nan_box = save_case(inputs, "2DBox_US_0010.npz", imgs=img, boxes=np.array([[1.0, np.nan, 5, 5]]))
+    neg_box = save_case(inputs, "2DBox_US_0011.npz", imgs=img, boxes=np.array([[1, 1, 5, 5], [-1, 0, 3, 3]]))
+    no_prefix = save_case(inputs, "Box_US_0012.npz", imgs=img, boxes=np.zeros((1, 4)))
     before = {p.name: p.read_bytes() for p in inputs.iterdir()}
 
-    code, out, err = _run(capsys, inputs, outputs, tiny_models)
+    code, out, err = run_cli(capsys, inputs, outputs, tiny_models)
 
     assert code == 1
     expected_errors = [
@@ -209,8 +193,8 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, capsys, tiny_models)
 
 def test_clipped_boxes_are_reported_in_the_log_line(tmp_path, capsys, tiny_models):
     img = np.zeros((256, 256, 3), np.uint8)
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=np.array([[200, 10, 400, 30], [300, 300, 310, 310]]))
-    code, out, _ = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=np.array([[200, 10, 400, 30], [300, 300, 310, 310]]))
+    code, out, _ = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert code == 0
     line = next(line for line in out.splitlines() if line.startswith("2DBox_US_0001.npz"))
     assert "box row(s) 1 lie outside the image: empty mask" in line
@@ -220,10 +204,10 @@ def test_clipped_boxes_are_reported_in_the_log_line(tmp_path, capsys, tiny_model
 
 
 def test_an_unwritable_output_folder_is_one_error(tmp_path, capsys, tiny_models):
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=np.zeros((8, 8, 3), np.uint8), boxes=np.zeros((0, 4)))
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=np.zeros((8, 8, 3), np.uint8), boxes=np.zeros((0, 4)))
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    code, _, err = _run(capsys, tmp_path / "in", blocker / "out", tiny_models)
+    code, _, err = run_cli(capsys, tmp_path / "in", blocker / "out", tiny_models)
     assert code == 1
     assert err.strip() == f"error: {blocker / 'out'}: output folder is not writable (Not a directory)"
 
@@ -233,9 +217,9 @@ def test_a_missing_model_folder_fails_only_its_cases_at_start(tmp_path, capsys, 
     models.mkdir()
     (models / "litemedsam").symlink_to(tiny_models / "litemedsam")
     img = np.zeros((64, 64, 3), np.uint8)
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
-    xray = _save(tmp_path / "in", "2DBox_X-Ray_0001.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
-    code, out, err = _run(capsys, tmp_path / "in", tmp_path / "out", models)
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
+    xray = save_case(tmp_path / "in", "2DBox_X-Ray_0001.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
+    code, out, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", models)
     assert code == 1
     folder = models / "efficientsam_vitt"
     assert err.strip().splitlines()[0] == (
@@ -245,9 +229,9 @@ def test_a_missing_model_folder_fails_only_its_cases_at_start(tmp_path, capsys, 
 
 
 def test_unknown_modality_uses_the_default_route_with_a_warning(tmp_path, capsys, tiny_models):
-    path = _save(tmp_path / "in", "2DBox_Thermal_0001.npz", imgs=np.zeros((256, 256, 3), np.uint8),
+    path = save_case(tmp_path / "in", "2DBox_Thermal_0001.npz", imgs=np.zeros((256, 256, 3), np.uint8),
                  boxes=np.array([[1, 1, 9, 9]]))
-    code, out, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
+    code, out, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     assert code == 0
     assert f"warning: {path}: unknown modality 'Thermal'; using the 2D default route -> litemedsam (image)" in err
     assert "2DBox_Thermal_0001.npz: 2D unknown modality -> litemedsam (image)" in out
@@ -259,18 +243,18 @@ def test_a_custom_routing_table(tmp_path, capsys, tiny_models):
                      '"propagation_margin": 0, "routes": ['
                      '{"dimension": "2D", "modality": "*", "model": "efficientsam_vitt", "strategy": "image"},'
                      '{"dimension": "3D", "modality": "*", "model": "efficientsam_vitt", "strategy": "axial"}]}')
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=np.zeros((64, 64, 3), np.uint8), boxes=np.array([[1, 1, 9, 9]]))
-    code, out, _ = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--routing", str(table))
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=np.zeros((64, 64, 3), np.uint8), boxes=np.array([[1, 1, 9, 9]]))
+    code, out, _ = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--routing", str(table))
     assert code == 0 and "2DBox_US_0001.npz: 2D US -> efficientsam_vitt (image)" in out
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys, tiny_models):
-    code, _, err = _run(capsys, tmp_path / "absent", tmp_path / "out", tiny_models)
+    code, _, err = run_cli(capsys, tmp_path / "absent", tmp_path / "out", tiny_models)
     assert (code, err.strip()) == (2, f"error: {tmp_path / 'absent'}: input folder not found")
     (tmp_path / "in").mkdir()
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--routing", str(bad))
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--routing", str(bad))
     assert (code, err.strip()) == (2, f"error: {bad}: must hold a JSON object")
 
 
@@ -278,8 +262,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys, tiny_models):
 def test_cli_runs_with_torch_and_train_unimportable(tmp_path, tiny_models, backend):
     img = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     boxes = np.array([[10, 10, 100, 100]])
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=boxes)
-    _save(tmp_path / "in", "3DBox_PET_0001.npz", imgs=np.zeros((4, 32, 32), np.uint8) + 50,
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=boxes)
+    save_case(tmp_path / "in", "3DBox_PET_0001.npz", imgs=np.zeros((4, 32, 32), np.uint8) + 50,
           boxes=np.array([[4, 4, 1, 9, 9, 2]]))
     blocker = (
         "import sys, runpy\n"
@@ -313,11 +297,11 @@ def test_only_the_models_a_case_needs_are_loaded(tmp_path, capsys, tiny_models):
     broken.mkdir()
     (broken / "model.json").write_text("{ not json")
     img = np.zeros((64, 64, 3), np.uint8)
-    _save(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
-    assert _run(capsys, tmp_path / "in", tmp_path / "out", models)[0] == 0
-    xrays = [_save(tmp_path / "in", f"2DBox_X-Ray_000{i}.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
+    assert run_cli(capsys, tmp_path / "in", tmp_path / "out", models)[0] == 0
+    xrays = [save_case(tmp_path / "in", f"2DBox_X-Ray_000{i}.npz", imgs=img, boxes=np.array([[1, 1, 9, 9]]))
              for i in (1, 2)]
-    code, _, err = _run(capsys, tmp_path / "in", tmp_path / "out2", models)
+    code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out2", models)
     assert code == 1
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2

@@ -83,7 +83,7 @@ def test_a_user_table_with_aliases(tmp_path):
     ({"routes": _routes(("2D", "*", "image"), ("3D", "*", "axial"), ("3D", "*", "axial"))}, "two routes for 3D/*"),
     ({"routes": _routes(("4D", "*", "image"))}, "routes[0]: dimension '4D' is not one of ['2D', '3D']"),
     ({"format_version": 7}, "format_version 7 is not supported (expected 1)"),
-    ({"propagation_margin": -1}, "propagation_margin must be >= 0, got -1"),
+    ({"propagation_margin": -1}, "propagation_margin must be a number from 0 to 64 (model-input pixels), got -1"),
     ({"propagation_margin": "3"}, "field 'propagation_margin' must be a number, got '3'"),
 ])
 def test_bad_tables(tmp_path, changes, message):
