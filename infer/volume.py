@@ -1,4 +1,4 @@
-"""3D segmentation by slice propagation, scheduled slice by slice (docs/reference_systems.md §4).
+"""3D segmentation by slice propagation, scheduled slice by slice (docs/reference_systems.md section 4).
 
 Per box: start on the middle slice ``(z_min + z_max) // 2`` with the 3D box's xy, walk up to
 ``z_max`` and down to ``z_min`` (both inclusive); the prompt on each next slice is the bounding
@@ -6,7 +6,7 @@ box of this box's mask on the previous slice, in original pixels, grown by ``mar
 pixels and kept inside the 3D box's xy grown by the same margin (so a leak cannot feed itself);
 when that mask is empty the 3D box's xy is used again.
 
-The work is not done box by box (docs/reference_systems.md §7 #2 re-encodes every slice per box) but in two
+The work is not done box by box (docs/reference_systems.md section 7 #2 re-encodes every slice per box) but in two
 sweeps over the slices: upward over every box's ``[z_mid, z_max]``, then downward over every
 box's ``[z_min, z_mid - 1]``. Each slice is encoded once per sweep and all boxes active on it are
 decoded together. A slice both sweeps need keeps its embedding (an owned copy, 4 MiB) from the

@@ -9,9 +9,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # the design notes and the reference description by file name or with a section number (spelt in pieces: not self-matching)
 _OUTSIDE = re.compile(r"\b(" + "DES" + "IGN|" + "REFER" + r"ENCE)(\.md|\s\d)")
-_SECTION = re.compile(r"reference_systems\.md\s+§(\d+(?:\.\d+)?)")
+_SECTION = re.compile(r"reference_systems\.md\s+section (\d+(?:\.\d+)?)")
 _HEADING = re.compile(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", re.MULTILINE)
-_BUGS = re.compile(r"§7 (#\d+(?:, #\d+)*)")
+_BUGS = re.compile(r"section 7 (#\d+(?:, #\d+)*)")
 _TABLE_ROW = re.compile(r"^\| (\d+) \|", re.MULTILINE)
 
 
@@ -39,7 +39,7 @@ def test_cited_sections_and_bug_numbers_of_the_reference_page_exist():
         for m in _SECTION.finditer(text):
             cited += 1
             if m.group(1) not in sections:
-                missing.append(f"{path.relative_to(REPO)}: §{m.group(1)}")
+                missing.append(f"{path.relative_to(REPO)}: section {m.group(1)}")
         for m in _BUGS.finditer(text):
-            missing += [f"{path.relative_to(REPO)}: §7 {n}" for n in m.group(1).split(", ") if n[1:] not in bugs]
+            missing += [f"{path.relative_to(REPO)}: section 7 {n}" for n in m.group(1).split(", ") if n[1:] not in bugs]
     assert cited > 20 and missing == []

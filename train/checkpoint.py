@@ -1,6 +1,6 @@
 """Reading checkpoints in the layouts users bring, safely, with errors that say what is wrong.
 
-Accepted layouts (docs/reference_systems.md §2.5): a plain state_dict (``lite_medsam.pth`` and its
+Accepted layouts (docs/reference_systems.md section 2.5): a plain state_dict (``lite_medsam.pth`` and its
 fine-tunes), ``{"model": state_dict, ...}`` (EfficientSAM, training checkpoints of the
 reference scripts and ours) and Lightning's ``{"state_dict": ...}``; a ``module.`` prefix
 left by DistributedDataParallel is removed. Files are read with ``weights_only=True``, so
