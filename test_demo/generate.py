@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, cast
 
 import numpy as np
 from scipy import ndimage
@@ -131,7 +131,7 @@ def generate_case(spec: CaseSpec, seed: int, box_margin: int = 0) -> Case:
     """
     _check_spec(spec)
     builder = SCENES[spec.modality][1]
-    shape3 = tuple(spec.shape) if spec.dim == "3D" else (1, *spec.shape)
+    shape3 = cast(tuple[int, int, int], tuple(spec.shape) if spec.dim == "3D" else (1, *spec.shape))
     for attempt in range(MAX_ATTEMPTS):
         scene = builder(np.random.default_rng([seed, 0, attempt]), shape3, spec.n_objects)
         imgs, gts = render(scene, shape3, seed)
