@@ -55,7 +55,7 @@ def prompts_may_leave_the_box() -> Iterator[None]:
     the image only."""
     original = volume._next_prompt
 
-    def unclipped(mask, home, margin, shape):
+    def unclipped(mask, home, margin, shape, rule=None):
         if mask is None:
             return home.copy()
         grow = np.array([-margin[0], -margin[1], margin[0], margin[1]])
@@ -91,13 +91,18 @@ def _cases(folders: list[Path]) -> list[tuple[str, Path, Path]]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options this bench shares with bench/propagation_study.py."""
     p.add_argument("--cases", type=Path, nargs="+", required=True, help="folders with imgs/ and gts/")
     p.add_argument("--models", type=Path, default=REPO / "work_dir")
     p.add_argument("--model", default="litemedsam")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(p)
     p.add_argument("--out", type=Path, help="CSV of every (case, variant) score")
     args = p.parse_args(argv)
     predictor = MemoPredictor(load_model(args.models / args.model, "openvino", args.threads))
@@ -128,11 +133,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {group:10s} {name:40s} {np.mean([r['dsc'] for r in sel]):.4f} / "
                       f"{np.mean([r['nsd'] for r in sel]):.4f}  ({len(sel)} cases)")
     if args.out:
-        with open(args.out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.out, rows)
     return 0
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Every score row as CSV (both benches)."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -124,11 +124,16 @@ class SlicePredictor:
 
     def predict(self, boxes: np.ndarray) -> list[RegionMask | None]:
         """Binary masks in original pixels for (B, 4) boxes (one decoder call); None = empty."""
+        return self.predict_scored(boxes)[0]
+
+    def predict_scored(self, boxes: np.ndarray) -> tuple[list[RegionMask | None], np.ndarray]:
+        """:meth:`predict` and the (B,) predicted IoU of each chosen mask (the model's own estimate
+        of its quality, which lets a caller choose between prompts)."""
         if len(boxes) == 0:
             self._require_state()
-            return []
-        logits, _ = self.predict_logits(boxes)
+            return [], np.zeros(0, np.float32)
+        logits, iou = self.predict_logits(boxes)
         geometry = self._require_state().geometry
         valid = valid_low_res(self.spec.preprocess, geometry, logits.shape[-1])
         out_shape = (geometry.orig_h, geometry.orig_w)
-        return [mask_from_logits(one, valid, out_shape) for one in logits]
+        return [mask_from_logits(one, valid, out_shape) for one in logits], iou

@@ -14,7 +14,7 @@ import numpy as np
 
 from challenge.names import Dimension
 from infer.predictor import SlicePredictor
-from infer.volume import VIEWS, segment_volume
+from infer.volume import IOU_PICK, VIEWS, Rule, segment_volume
 from infer.zoom import paint_zoomed, zoom_selection
 
 __all__ = ["Strategy", "STRATEGIES", "strategies_for", "segment_image"]
@@ -63,12 +63,12 @@ def _image_zoom(predictor: SlicePredictor, image: np.ndarray, boxes: np.ndarray,
     return segs
 
 
-def _propagation(views: tuple[str, ...]) -> SegmentFn:
+def _propagation(views: tuple[str, ...], rule: Rule = Rule()) -> SegmentFn:
     def segment(predictor: SlicePredictor, volume: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
                 margin: float, cache_bytes: int) -> np.ndarray:
         if len(boxes) == 0:
             return np.zeros(volume.shape, np.uint16)
-        return segment_volume(predictor, volume, boxes, labels, views, margin, cache_bytes)
+        return segment_volume(predictor, volume, boxes, labels, views, margin, cache_bytes, rule)
 
     return segment
 
@@ -78,6 +78,8 @@ STRATEGIES: dict[str, Strategy] = {
     "image_zoom": Strategy("2D", _image_zoom),  # small boxes on an enlarged crop (infer.zoom)
     "axial": Strategy("3D", _propagation(("axial",))),  # slice propagation (infer.volume)
     "three_view_vote": Strategy("3D", _propagation(tuple(VIEWS))),  # every view, then a vote
+    # each slice keeps the better-rated mask of the propagated prompt and the 3D box (docs/propagation.md)
+    "axial_iou": Strategy("3D", _propagation(("axial",), IOU_PICK)),
 }
 
 

@@ -4,15 +4,19 @@ Per box: start on the middle slice ``(z_min + z_max) // 2`` with the 3D box's xy
 ``z_max`` and down to ``z_min`` (both inclusive); the prompt on each next slice is the bounding
 box of this box's mask on the previous slice, in original pixels, grown by ``margin`` model-input
 pixels and kept inside the 3D box's xy grown by the same margin (so a leak cannot feed itself);
-when that mask is empty the 3D box's xy is used again.
+when that mask is empty the 3D box's xy is used again (``on_empty="home"``) or the box ends in
+this sweep (``"stop"``: an object that has ended stays ended, instead of the whole 3D box's xy
+prompting a slice where the object is a sliver or gone). With ``zoom_context`` a box small against
+the slice is decoded on a crop around its 3D box's xy (:mod:`infer.slice_zoom`), encoded at the
+model's input size; boxes whose crops merge share one encoder call per slice.
 
 The work is not done box by box (docs/reference_systems.md section 7 #2 re-encodes every slice per box) but in two
 sweeps over the slices: upward over every box's ``[z_mid, z_max]``, then downward over every
 box's ``[z_min, z_mid - 1]``. Each slice is encoded once per sweep and all boxes active on it are
-decoded together. A slice both sweeps need keeps its embedding (an owned copy, 4 MiB) from the
+decoded together (per crop when zooming). A slice both sweeps need keeps its embedding (an owned copy, 4 MiB) from the
 upward sweep until the downward sweep consumes it, within ``cache_bytes``; beyond that budget it
 is encoded again, so memory stays bounded on any volume. With the default budget each
-(view, slice) is encoded exactly once.
+(view, slice, crop) is encoded at most once.
 
 State is explicit (:class:`PropagationState`) and :func:`propagate` is a generator over slices;
 the caller paints the masks (:func:`segment_view`). Other views are the same code on a transposed
@@ -22,14 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from infer.postprocess import RegionMask
 from infer.predictor import ImageState, SlicePredictor
+from infer.slice_zoom import Window, box_window, merge_windows
 from infer.vote import majority_vote
 
-__all__ = ["VIEWS", "DEFAULT_CACHE_BYTES", "Track", "PropagationState", "init_state", "add_box", "propagate",
+__all__ = ["VIEWS", "DEFAULT_CACHE_BYTES", "Rule", "IOU_PICK", "Track", "PropagationState", "init_state", "add_box", "propagate",
            "segment_view", "segment_volume", "view_boxes"]
 
 VIEWS: dict[str, tuple[int, int, int]] = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
@@ -39,10 +45,42 @@ DEFAULT_CACHE_BYTES = 1 << 30
 """Embeddings kept between the sweeps: 1 GiB = 256 slices of LiteMedSAM embeddings."""
 
 
+@dataclass(frozen=True)
+class Rule:
+    """How a box moves from slice to slice, besides the margin.
+
+    ``on_empty``: after an empty mask, prompt the next slice with the 3D box's xy (``"home"``) or
+    end the box in this sweep (``"stop"``; the start slice never stops it). ``grow``: the next
+    prompt also grows by this fraction of the mask's width / height on each side (a box prompt
+    yields a mask a little inside it, so a tight box shrinks slice after slice); ``blend``: the
+    prompt moves this fraction of the way to the 3D box's xy. ``pick="iou"``: the 3D box's xy is
+    decoded as well and the mask the model rates higher (predicted IoU) is kept, so each slice
+    chooses between following its neighbour and the 3D box. ``zoom_context`` > 0:
+    a box whose xy longest side is below ``zoom_below`` times the slice's longest side is decoded
+    on a square crop ``zoom_context`` times that side (at least ``zoom_min_side`` pixels)."""
+
+    on_empty: Literal["home", "stop"] = "home"
+    grow: float = 0.0
+    blend: float = 0.0
+    pick: Literal["prompt", "iou"] = "prompt"
+    zoom_context: float = 0.0
+    zoom_below: float = 1.0
+    zoom_min_side: int = 32
+
+
+IOU_PICK = Rule(pick="iou")
+"""The ``axial_iou`` strategy. On curved or oblique structures (caudate, hippocampus) the mask from
+the 3D box's xy takes in a neighbour and, followed slice by slice, drifts onto it; letting the
+model's own IoU estimate choose between its neighbour's prompt and the 3D box holds it, and keeps
+propagation where it was already right (docs/propagation.md)."""
+
+
 @dataclass
 class Track:
     """One box being propagated: output ``label``, its slice range, the 2D box ``home`` (x_min,
-    y_min, x_max, y_max) on every slice, and the prompt for the next slice of the current sweep."""
+    y_min, x_max, y_max) on every slice, the start slice ``z_mid``, the prompt for the next slice
+    of the current sweep, the crop ``window`` it is decoded on (None: the whole slice), and whether
+    it has ``stopped`` for the rest of the sweep."""
 
     label: int
     home: np.ndarray
@@ -51,48 +89,70 @@ class Track:
     z_max: int
     prompt: np.ndarray
     mid_prompt: np.ndarray | None = None
+    window: Window | None = None
+    stopped: bool = False
 
 
 @dataclass
 class PropagationState:
-    """A (S, R, C) volume view and its tracks; ``cache`` maps slice -> embedding kept for the
-    downward sweep. ``upward_done`` guards the sweep order (the downward sweep starts from the
+    """A (S, R, C) volume view and its tracks; ``cache`` maps (slice, crop) -> embedding kept for
+    the downward sweep. ``upward_done`` guards the sweep order (the downward sweep starts from the
     middle-slice masks)."""
 
     volume: np.ndarray
     margin: float
     cache_bytes: int
+    rule: Rule = Rule()
     tracks: list[Track] = field(default_factory=list)
-    cache: dict[int, ImageState] = field(default_factory=dict)
+    cache: dict[tuple[int, Window | None], ImageState] = field(default_factory=dict)
     upward_done: bool = False
 
 
-def init_state(volume: np.ndarray, margin: float, cache_bytes: int = DEFAULT_CACHE_BYTES) -> PropagationState:
+def init_state(volume: np.ndarray, margin: float, cache_bytes: int = DEFAULT_CACHE_BYTES,
+               rule: Rule = Rule()) -> PropagationState:
     """Start propagating in ``volume`` (S, R, C) uint8, slices along axis 0; ``margin`` in
     model-input pixels."""
-    return PropagationState(volume, float(margin), int(cache_bytes))
+    return PropagationState(volume, float(margin), int(cache_bytes), rule)
 
 
-def add_box(state: PropagationState, label: int, box: np.ndarray) -> None:
+def add_box(state: PropagationState, label: int, box: np.ndarray, start: int | None = None) -> None:
     """Add a box ``[x_min, y_min, z_min, x_max, y_max, z_max]`` in view coordinates (x = column,
-    y = row, z = slice), inside the view, z whole numbers, painted as ``label``."""
+    y = row, z = slice), inside the view, z whole numbers, painted as ``label``; the sweeps start
+    on slice ``start`` (default: the middle one)."""
     if state.upward_done:
         raise RuntimeError("add_box after the upward sweep: boxes must all be added first")
     z_min, z_max = int(box[2]), int(box[5])
+    z_start = (z_min + z_max) // 2 if start is None else min(max(int(start), z_min), z_max)
     home = np.array([box[0], box[1], box[3], box[4]], np.float64)
-    state.tracks.append(Track(int(label), home, z_min, (z_min + z_max) // 2, z_max, home.copy()))
+    state.tracks.append(Track(int(label), home, z_min, z_start, z_max, home.copy()))
+    _assign_windows(state)
+
+
+def _assign_windows(state: PropagationState) -> None:
+    """Give each small box its crop, merged with its neighbours' (:func:`merge_windows`)."""
+    rule, shape = state.rule, state.volume.shape[1:]
+    if rule.zoom_context <= 0:
+        return
+    small = [t for t in state.tracks if max(t.home[2] - t.home[0], t.home[3] - t.home[1]) + 1
+             < rule.zoom_below * max(shape)]
+    windows = [box_window(t.home, shape, rule.zoom_context, rule.zoom_min_side) for t in small]
+    for track, window in zip(small, merge_windows(windows)):
+        track.window = None if window == (0, 0, shape[1], shape[0]) else window
 
 
 def _next_prompt(mask: RegionMask | None, home: np.ndarray, margin: tuple[float, float],
-                 shape: tuple[int, int]) -> np.ndarray:
-    """The mask's bounding box grown by ``margin``, kept inside the 3D box's xy grown by the same
-    margin: the 3D box bounds the object on every slice, so a prompt reaching beyond it can only
-    feed a leak that grows slice after slice. No mask, or none left inside: the 3D box's xy."""
+                 shape: tuple[int, int], rule: Rule = Rule()) -> np.ndarray:
+    """The mask's bounding box grown by ``margin`` (and by ``rule.grow`` times its own width and
+    height), moved ``rule.blend`` of the way to the 3D box's xy, kept inside the 3D box's xy grown
+    by ``margin``: the 3D box bounds the object on every slice, so a prompt reaching beyond it can
+    only feed a leak that grows slice after slice. No mask, or none left inside: the 3D box's xy."""
     if mask is None:
         return home.copy()
-    grow = np.array([-margin[0], -margin[1], margin[0], margin[1]])
-    limit = np.clip(home + grow, 0.0, [shape[1] - 1.0, shape[0] - 1.0] * 2)
-    prompt = np.array(mask.bbox(), np.float64) + grow
+    bbox = np.array(mask.bbox(), np.float64)
+    extent = bbox[2:] - bbox[:2] + 1
+    pad = np.array([-margin[0], -margin[1], margin[0], margin[1]])
+    limit = np.clip(home + pad, 0.0, [shape[1] - 1.0, shape[0] - 1.0] * 2)
+    prompt = (1.0 - rule.blend) * (bbox + pad + rule.grow * np.concatenate([-extent, extent])) + rule.blend * home
     prompt = np.concatenate([np.maximum(prompt[:2], limit[:2]), np.minimum(prompt[2:], limit[2:])])
     if prompt[0] > prompt[2] or prompt[1] > prompt[3]:
         return home.copy()
@@ -111,40 +171,77 @@ def _active(track: Track, z: int, reverse: bool) -> bool:
     return track.z_min <= z < track.z_mid if reverse else track.z_mid <= z <= track.z_max
 
 
+def _encode(state: PropagationState, predictor: SlicePredictor, z: int, window: Window | None,
+            reverse: bool, later: set[int]) -> None:
+    """Make slice ``z`` (or its ``window`` crop) current: from the cache on the downward sweep,
+    else encoded, and kept for the downward sweep when it needs it and the budget allows."""
+    key = (z, window)
+    if reverse and key in state.cache:
+        predictor.restore(state.cache.pop(key))
+        return
+    image = state.volume[z] if window is None else state.volume[z, window[1]:window[3], window[0]:window[2]]
+    predictor.set_image(image)
+    embedding_bytes = predictor.image_state.embedding.nbytes  # type: ignore[union-attr]
+    if z in later and (len(state.cache) + 1) * embedding_bytes <= state.cache_bytes:
+        state.cache[key] = predictor.image_state  # type: ignore[assignment]
+
+
+def _decode(predictor: SlicePredictor, tracks: list[Track], window: Window | None,
+            pick_iou: bool) -> list[RegionMask | None]:
+    """Masks in slice pixels for the tracks' prompts on the current image (a ``window`` crop or
+    the whole slice), in chunks of ``predictor.max_batch``. ``pick_iou``: each track's 3D box xy
+    is decoded beside its prompt and the mask with the higher predicted IoU is kept."""
+    x0, y0 = (0, 0) if window is None else window[:2]
+    shift = np.array([x0, y0, x0, y0], np.float64)
+    step = predictor.max_batch // 2 if pick_iou and predictor.max_batch > 1 else predictor.max_batch
+    masks: list[RegionMask | None] = []
+    for start in range(0, len(tracks), step):
+        chunk = tracks[start:start + step]
+        prompts = [t.prompt for t in chunk] + ([t.home for t in chunk] if pick_iou else [])
+        found, iou = predictor.predict_scored(np.stack(prompts) - shift)
+        if pick_iou:
+            n = len(chunk)
+            found = [found[i] if iou[i] >= iou[n + i] else found[n + i] for i in range(n)]
+        for mask in found:
+            shifted = mask is not None and window is not None
+            masks.append(RegionMask(mask.top + y0, mask.left + x0, mask.mask) if shifted else mask)  # type: ignore[union-attr]
+    return masks
+
+
 def propagate(state: PropagationState, predictor: SlicePredictor,
               reverse: bool = False) -> Iterator[tuple[int, list[tuple[int, RegionMask]]]]:
     """Sweep upward (``reverse=False``, first) or downward over the slices the tracks need.
 
-    Yields ``(slice, [(label, mask), ...])`` for each slice, the non-empty masks of the boxes
-    active there, in track order. Boxes of one slice are decoded in one call (in chunks of
-    ``predictor.max_batch`` when more are active).
+    Yields ``(slice, [(label, mask), ...])`` for each slice with a box still going, the non-empty
+    masks of those boxes, grouped by crop. The boxes of one crop (or of the whole slice) are
+    decoded in one call (in chunks of ``predictor.max_batch`` when more are active); a slice where
+    every box has stopped is not encoded.
     """
     if reverse and not state.upward_done:
         raise RuntimeError("propagate(reverse=True) before the upward sweep: it starts from the middle-slice masks")
-    if reverse:
-        for track in state.tracks:
+    for track in state.tracks:
+        track.stopped = False
+        if reverse:
             track.prompt = track.home.copy() if track.mid_prompt is None else track.mid_prompt
     shape = state.volume.shape[1:]
     later = set(_slices(state, reverse=True)) if not reverse else set()
+    stop = state.rule.on_empty == "stop"
     for z in _slices(state, reverse):
-        if reverse and z in state.cache:
-            predictor.restore(state.cache.pop(z))
-        else:
-            predictor.set_image(state.volume[z])
-            embedding_bytes = predictor.image_state.embedding.nbytes  # type: ignore[union-attr]
-            if z in later and (len(state.cache) + 1) * embedding_bytes <= state.cache_bytes:
-                state.cache[z] = predictor.image_state  # type: ignore[assignment]
-        active = [t for t in state.tracks if _active(t, z, reverse)]
-        margin = predictor.margin_pixels(state.margin)
+        active = [t for t in state.tracks if _active(t, z, reverse) and not t.stopped]
+        if not active:
+            continue
         found: list[tuple[int, RegionMask]] = []
-        for start in range(0, len(active), predictor.max_batch):
-            chunk = active[start:start + predictor.max_batch]
-            masks = predictor.predict(np.stack([t.prompt for t in chunk]))
-            for track, mask in zip(chunk, masks):
-                track.prompt = _next_prompt(mask, track.home, margin, shape)
+        for window in dict.fromkeys(t.window for t in active):
+            group = [t for t in active if t.window == window]
+            _encode(state, predictor, z, window, reverse, later)
+            margin = predictor.margin_pixels(state.margin)
+            for track, mask in zip(group, _decode(predictor, group, window, state.rule.pick == "iou")):
+                track.prompt = _next_prompt(mask, track.home, margin, shape, state.rule)
                 if not reverse and z == track.z_mid:
                     track.mid_prompt = track.prompt
-                if mask is not None:
+                if mask is None:
+                    track.stopped = stop and z != track.z_mid
+                else:
                     found.append((track.label, mask))
         yield z, found
     if not reverse:
@@ -166,7 +263,7 @@ def view_boxes(boxes: np.ndarray, view: str) -> np.ndarray:
 
 def segment_view(predictor: SlicePredictor, volume: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
                  view: str = "axial", margin: float = 3.0, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 box_labels: np.ndarray | None = None) -> None:
+                 box_labels: np.ndarray | None = None, rule: Rule = Rule()) -> None:
     """Propagate (K, 6) volume boxes in one view of ``volume`` (D, H, W) uint8 and paint the
     masks into ``labels`` (D, H, W) uint16 (later box wins).
 
@@ -174,7 +271,7 @@ def segment_view(predictor: SlicePredictor, volume: np.ndarray, boxes: np.ndarra
     """
     perm = VIEWS[view]
     box_labels = np.arange(1, len(boxes) + 1) if box_labels is None else box_labels
-    state = init_state(volume.transpose(perm), margin, cache_bytes)
+    state = init_state(volume.transpose(perm), margin, cache_bytes, rule)
     for label, box in zip(box_labels, view_boxes(boxes, view)):
         add_box(state, int(label), box)
     target = labels.transpose(perm)
@@ -186,7 +283,7 @@ def segment_view(predictor: SlicePredictor, volume: np.ndarray, boxes: np.ndarra
 
 def segment_volume(predictor: SlicePredictor, volume: np.ndarray, boxes: np.ndarray,
                    box_labels: np.ndarray | None = None, views: tuple[str, ...] = ("axial",),
-                   margin: float = 3.0, cache_bytes: int = DEFAULT_CACHE_BYTES) -> np.ndarray:
+                   margin: float = 3.0, cache_bytes: int = DEFAULT_CACHE_BYTES, rule: Rule = Rule()) -> np.ndarray:
     """Label volume (D, H, W) uint16 for (K, 6) boxes (inside the volume, see
     :func:`infer.boxes.prepare_boxes`): one view, or the majority vote of three views."""
     if len(views) not in (1, 3):
@@ -194,6 +291,6 @@ def segment_volume(predictor: SlicePredictor, volume: np.ndarray, boxes: np.ndar
     results = []
     for view in views:
         labels = np.zeros(volume.shape, np.uint16)
-        segment_view(predictor, volume, boxes, labels, view, margin, cache_bytes, box_labels)
+        segment_view(predictor, volume, boxes, labels, view, margin, cache_bytes, box_labels, rule)
         results.append(labels)
     return results[0] if len(results) == 1 else majority_vote(*results)

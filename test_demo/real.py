@@ -12,7 +12,7 @@ derivation of every label: docs/real_cases.md.
 Names carry the ``real`` prefix (``3DBox_MR_real01``), so they never collide with the synthetic
 ``test_demo.generate`` ids. Output is a pure function of the pinned files: byte-identical run after run.
 
-CLI: python -m test_demo.real --out test_demo/real [--force] [--cache DIR]
+CLI: python -m test_demo.real --out test_demo/real [--overwrite] [--cache DIR]
 """
 from __future__ import annotations
 
@@ -300,13 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m test_demo.real", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("test_demo/real"),
                         help="folder that receives imgs/, gts/ and real_cases.json (default: test_demo/real)")
-    parser.add_argument("--force", action="store_true", help="overwrite existing cases")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace existing cases")
     parser.add_argument("--cache", type=Path, help="asset cache folder (default: the assets package's cache)")
     args = parser.parse_args(argv)
     imgs_dir, gts_dir = args.out / "imgs", args.out / "gts"
     existing = [p for n in case_names() for p in (imgs_dir / f"{n}.npz", gts_dir / f"{n}.npz") if p.exists()]
-    if existing and not args.force:
-        print(f"error: {existing[0]} exists ({len(existing)} existing files); pass --force to overwrite", file=sys.stderr)
+    if existing and not args.overwrite:
+        print(f"error: {existing[0]} exists ({len(existing)} existing files); pass --overwrite to replace them",
+              file=sys.stderr)
         return 1
     start = time.perf_counter()
     try:

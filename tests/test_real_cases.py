@@ -153,10 +153,10 @@ def test_nuclei_keep_the_published_instances(built):
     assert pairs.shape[1] == len(np.unique(mask)) == 126
 
 
-def test_refuses_to_overwrite_without_force(built, capsys):
+def test_refuses_to_overwrite_without_overwrite(built, capsys):
     assert real.main(["--out", str(built)]) == 1
-    assert "--force" in capsys.readouterr().err
-    assert real.main(["--out", str(built), "--force"]) == 0
+    assert "pass --overwrite to replace them" in capsys.readouterr().err
+    assert real.main(["--out", str(built), "--overwrite"]) == 0
 
 
 def test_wrong_catalogue_hash_writes_nothing(tmp_path, monkeypatch):
