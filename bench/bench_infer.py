@@ -1,4 +1,4 @@
-"""Inference benchmark on the DESIGN.md section 6 workload, each case in a fresh process.
+"""Inference benchmark on the workload of docs/reference_systems.md section 8, each case in a fresh process.
 
     python bench/bench_infer.py [--out DIR] [--models DIR] [--backend openvino] [--threads N]
                                 [--cases CT,PET,...] [--repeats 3]

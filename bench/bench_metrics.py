@@ -1,4 +1,4 @@
-"""Seconds to score the benchmark workload (shared/DESIGN.md section 6) with evaluation.scoring.
+"""Seconds to score the benchmark workload (docs/reference_systems.md section 8) with evaluation.scoring.
 
 Synthesises ground truths sized like the challenge cases (ellipsoid / ellipse objects, one label per
 box), or takes them from `--gts DIR` (e.g. the team's phantoms from

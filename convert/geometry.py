@@ -5,7 +5,7 @@ A SimpleITK image of size ``(X, Y, Z)`` (index order i, j, k) becomes the NumPy 
 is voxel ``(i, j, k)``, so box x = i (column), y = j (row), z = k (slice). No resampling
 ever happens. The npz ``spacing`` is ``image.GetSpacing()``, i.e. ``(sx, sy, sz)`` in ITK
 order although the array axes are ``(z, y, x)``: that is what the organisers stored
-(shared/REFERENCE.md section 1.1).
+(docs/reference_systems.md section 1.1).
 
 Optionally the volume is first re-oriented with ``sitk.DICOMOrient`` (an exact permutation
 and flip of the voxel grid, no interpolation) so that, for example, ``LPS`` puts axial slices

@@ -1,6 +1,6 @@
 """Intensities to uint8 exactly as the organisers prepared the training data.
 
-shared/REFERENCE.md section 7.1 (BW ``pre_CT_MR.py``, ``pre_grey_rgb.py``):
+docs/reference_systems.md section 6.1 (BW ``pre_CT_MR.py``, ``pre_grey_rgb.py``):
 
 * CT ``window``: clip to ``[level - width / 2, level + width / 2]``, then min-max of the
   *clipped volume* (its own minimum and maximum, which equal the window bounds only when the

@@ -151,7 +151,7 @@ def draw_summary(path: Path, modalities: Sequence[str], dsc: Sequence[float], ns
         colours = {name: plt.get_cmap("tab20")(i % 20) for i, name in enumerate(names)}
         lookup = dict(zip(cases, modalities))
         axes[2].bar(range(len(ordered)), [times[c] for c in ordered],
-                    color=[colours.get(lookup.get(c), "grey") for c in ordered])
+                    color=[colours.get(lookup[c], "grey") if c in lookup else "grey" for c in ordered])
         axes[2].set_title("running time per case")
         if len(ordered) <= 30:
             axes[2].set_xticks(range(len(ordered)), [Path(c).stem for c in ordered], rotation=90, fontsize=7)

@@ -1,4 +1,4 @@
-"""DSC and NSD of one case, reproducing the organisers' `compute_metrics.py` (REFERENCE.md section 6).
+"""DSC and NSD of one case, reproducing the organisers' `compute_metrics.py` (docs/reference_systems.md section 5).
 
 Rules reproduced on purpose (scoring parity, not physics):
 - labels scored are 1..max(gt); prediction labels above max(gt) are ignored;

@@ -74,12 +74,12 @@ def evaluate_case(case: str, seg_dir: Path, gt_dir: Path, compute_nsd: bool = Tr
     seg_path = seg_dir / case
     try:
         segs = load_key(seg_path, "segs")
-        scores = score_case(gts, segs, spacing, compute_nsd)
+        scores = score_case(gts, segs, None if spacing is None else spacing.ravel().tolist(), compute_nsd)
     except ValueError as error:
         return CaseResult(case, modality, size, 0.0, failed_nsd, _named(seg_path, error))
     except Exception as error:  # a bug or resource failure in one case must not stop the batch
         return CaseResult(case, modality, size, 0.0, failed_nsd, f"{seg_path}: {type(error).__name__}: {error}")
-    return CaseResult(case, modality, size, _round4(scores.dsc), _round4(scores.nsd))
+    return CaseResult(case, modality, size, float(np.round(scores.dsc, 4)), _round4(scores.nsd))
 
 
 def _ignore_signals() -> None:

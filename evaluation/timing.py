@@ -1,4 +1,4 @@
-"""Per-case timing like the organisers' `CVPR24_time_eval.py` (REFERENCE.md sections 1.5, 1.6).
+"""Per-case timing like the organisers' `CVPR24_time_eval.py` (docs/reference_systems.md section 1.5, section 1.6).
 
 Each case is copied alone into `<work>/inputs/`, the pipeline runs once per repeat in a fresh
 process (or a fresh container), the input is removed, and `<work>/outputs/<case>` is moved to the

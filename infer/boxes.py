@@ -1,6 +1,6 @@
 """Make validated boxes safe to prompt with: reorder inverted corners, clip to the image, drop
 boxes that lie wholly outside (their label stays empty). Nothing is asserted away; every repair
-becomes a note for the case's log line (REFERENCE.md 8 #3, #4: never crash on odd boxes).
+becomes a note for the case's log line (docs/reference_systems.md section 7 #3, #4: never crash on odd boxes).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One case from input file to output file: read, route, segment, write atomically.
 
-Output contract (DESIGN.md 2): ``<out>/<same name>.npz`` with one key ``segs``, uint16, the
+Output contract (docs/reference_systems.md section 1.3): ``<out>/<same name>.npz`` with one key ``segs``, uint16, the
 spatial shape of ``imgs``; box k (0-based) is label k + 1 and a later box wins where masks
 overlap. It is written by :func:`challenge.npz.write_npz`: to a temporary name beside the target,
 then renamed, so a failed or interrupted case leaves no partial file; the zip entry has a fixed

@@ -1,4 +1,4 @@
-"""Low-resolution logits -> binary mask in original pixels, exactly and cheaply (DESIGN.md 4).
+"""Low-resolution logits -> binary mask in original pixels, exactly and cheaply (docs/reference_systems.md section 3).
 
 The reference post-processing is: crop the (L, L) low-res logits to the valid (unpadded) region,
 upsample bilinearly to (H, W) with half-pixel centres (``cv2.INTER_LINEAR``, PyTorch

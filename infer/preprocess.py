@@ -1,7 +1,7 @@
 """Image and box pre-processing shared by inference and training.
 
 One definition, imported by ``train`` as well, so the two can never drift apart. Every
-rule here is the one the official weights were trained with (shared/REFERENCE.md section 3):
+rule here is the one the official weights were trained with (docs/reference_systems.md section 3):
 
 * LiteMedSAM: resize the longest side to 256 with ``INTER_AREA``, min-max the resized image
   to [0, 1] over all channels jointly, zero-pad bottom/right; boxes scaled by

@@ -7,7 +7,7 @@ is used rather than the ONNX file because OpenVINO keys its cache of an ONNX fil
 contents. ONNX Runtime runs the ``.onnx`` file with all graph optimisations on.
 
 Both wrappers return arrays the caller owns: OpenVINO reuses one output buffer per infer request
-(every earlier result would change under the caller, REFERENCE.md 8 #1), so outputs are copied.
+(every earlier result would change under the caller, docs/reference_systems.md section 7 #1), so outputs are copied.
 Inference precision is pinned to f32: on CPUs with AMX/bf16 OpenVINO would otherwise run bf16.
 """
 from __future__ import annotations

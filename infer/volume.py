@@ -1,4 +1,4 @@
-"""3D segmentation by slice propagation, scheduled slice by slice (DESIGN.md 4).
+"""3D segmentation by slice propagation, scheduled slice by slice (docs/reference_systems.md section 4).
 
 Per box: start on the middle slice ``(z_min + z_max) // 2`` with the 3D box's xy, walk up to
 ``z_max`` and down to ``z_min`` (both inclusive); the prompt on each next slice is the bounding
@@ -10,7 +10,7 @@ prompting a slice where the object is a sliver or gone). With ``zoom_context`` a
 the slice is decoded on a crop around its 3D box's xy (:mod:`infer.slice_zoom`), encoded at the
 model's input size; boxes whose crops merge share one encoder call per slice.
 
-The work is not done box by box (REFERENCE.md 8 #2 re-encodes every slice per box) but in two
+The work is not done box by box (docs/reference_systems.md section 7 #2 re-encodes every slice per box) but in two
 sweeps over the slices: upward over every box's ``[z_mid, z_max]``, then downward over every
 box's ``[z_min, z_mid - 1]``. Each slice is encoded once per sweep and all boxes active on it are
 decoded together (per crop when zooming). A slice both sweeps need keeps its embedding (an owned copy, 4 MiB) from the

@@ -1,6 +1,6 @@
 """Per-voxel majority vote of three label volumes (PET: axial, coronal, sagittal propagation).
 
-Vectorised, one pass (REFERENCE.md 8 #10 loops per voxel and resolves three-way ties to the
+Vectorised, one pass (docs/reference_systems.md section 7 #10: the reference loops per voxel and resolves three-way ties to the
 smallest label, usually background). Rule: the label two views agree on; when all three differ,
 the axial label, the view the 3D box's slice range was drawn in.
 """

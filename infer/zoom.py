@@ -7,14 +7,9 @@ the same object at about half of the model input. Cost: one encoder call per zoo
 0.75 s on 2 CPU threads), hence a cap on zoomed boxes per image, smallest first; the rest are
 decoded on the whole image as usual.
 
-Chosen on 40 validation cases (the 8 2D demo specs drawn with seeds 1-5, disjoint from the scored
-demo cases and from the training phantoms), demo model at epoch 18, mean DSC per case: whole image
-0.836; zoom below 0.05 / 0.1 / 0.15 / 0.2 / every box of the model input: 0.861 / 0.867 / 0.875 /
-0.873 / 0.874; crop context 1.5 / 2 / 2.5 / 3 at 0.15: 0.863 / 0.875 / 0.877 / 0.875. Fundus (0.75
--> 0.88), Mammography (0.83 -> 0.87) and X-Ray (0.82 -> 0.87) gain; Ultrasound loses (0.95 -> 0.89),
-so the demo routing (infer/routing_demo.json) keeps it on the whole image. The committed epoch-25
-weights agree: whole image 0.850; zoom below 0.1 / 0.15 / 0.2: 0.877 / 0.883 / 0.882; Ultrasound
-0.95 -> 0.90.
+The thresholds below were chosen on validation draws of the demo cases; Ultrasound loses with
+zoom, so the demo routing (infer/routing_demo.json) keeps it on the whole image. The scores are in
+docs/results.md.
 """
 from __future__ import annotations
 

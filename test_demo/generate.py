@@ -1,6 +1,6 @@
 """Synthetic challenge cases with ground truth: demo cases, the benchmark workload, training cases.
 
-Each case is a phantom of one modality written in the challenge format (REFERENCE.md 1.1, 1.4):
+Each case is a phantom of one modality written in the challenge format (docs/reference_systems.md section 1.1, section 1.4):
 - imgs/<name>.npz: `imgs` uint8 (H, W, 3) for 2D or (D, H, W) for 3D; `boxes` int64 (N, 4)
   [x_min, y_min, x_max, y_max] or (N, 6) [x_min, y_min, z_min, x_max, y_max, z_max] (x = column,
   y = row, z = slice, maxima inclusive); `spacing` float64 (3,) in SimpleITK (x, y, z) order, 3D only.
@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, cast
 
 import numpy as np
 from scipy import ndimage
@@ -131,7 +131,7 @@ def generate_case(spec: CaseSpec, seed: int, box_margin: int = 0) -> Case:
     """
     _check_spec(spec)
     builder = SCENES[spec.modality][1]
-    shape3 = tuple(spec.shape) if spec.dim == "3D" else (1, *spec.shape)
+    shape3 = cast(tuple[int, int, int], tuple(spec.shape) if spec.dim == "3D" else (1, *spec.shape))
     for attempt in range(MAX_ATTEMPTS):
         scene = builder(np.random.default_rng([seed, 0, attempt]), shape3, spec.n_objects)
         imgs, gts = render(scene, shape3, seed)
@@ -192,7 +192,7 @@ DEMO_CASES: list[CaseSpec] = [
     _spec("OCT", (384, 512), 4, "0001"),
 ]
 
-# DESIGN.md section 6: sized like the real challenge cases named in REFERENCE.md 1.1.
+# docs/reference_systems.md section 8: sized like the real challenge cases of section 1.1.
 BENCHMARK_WORKLOAD: list[CaseSpec] = [
     _spec("CT", (287, 512, 512), 6, "bench"),
     _spec("MR", (64, 290, 320), 4, "bench"),

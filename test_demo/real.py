@@ -230,12 +230,13 @@ def _slice_case(spec: SliceSpec, volume: RealCase) -> RealCase:
         gts[labels == v] = k + 1
     structures = tuple(volume.structures[v - 1] for v in present)
     boxes = bounding_boxes(gts, len(present))
-    assert boxes is not None
+    spacing = volume.case.spacing
+    assert boxes is not None and spacing is not None  # a volume has both
     counts = np.bincount(gts.ravel(), minlength=len(present) + 1)[1:]
     info = {
         "source": [T1, ATLAS], "from_volume": volume.case.name, "axis": ["axial", "coronal"][spec.axis],
         "index": index, "shape": list(gts.shape) + [3],
-        "pixel_spacing_mm": [float(volume.case.spacing[0]), float(volume.case.spacing[1 if spec.axis == 0 else 2])],
+        "pixel_spacing_mm": [float(spacing[0]), float(spacing[1 if spec.axis == 0 else 2])],
         "structures": {name: int(c) for name, c in zip(structures, counts)},
         "labels_in_volume": present,
     }

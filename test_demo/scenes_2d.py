@@ -66,7 +66,7 @@ def us_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
     _, h, w = shape
     x = np.arange(w, dtype=F32)
     prims: list[Primitive] = []
-    top = np.zeros(w, F32)
+    top: np.ndarray = np.zeros(w, F32)
     for depth, value in ((0.04, 0.9), (rng.uniform(0.12, 0.22), 0.3), (rng.uniform(0.28, 0.36), 0.6)):
         bottom = h * (depth + 0.02 * np.sin(x / w * rng.uniform(2, 6) + rng.uniform(0, 6)))
         prims.append(Band(top=top, bottom=bottom, value=value))
@@ -117,8 +117,8 @@ def endoscopy_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
     for _ in range(int(rng.integers(4, 20))):  # specular highlights, also on polyps
         prims.append(_blob(rng, rng.uniform(0, h), rng.uniform(0, w), rng.uniform(1.0, 0.006 * h + 1.5), rng.uniform(1.5, 0.012 * w + 2), 1.0, amp=0.2))
     coarse, fine = _field(rng, shape, 6), _field(rng, shape, 40)
-    r = radial((h, w), (h / 2, w / 2), half_diag)
-    shading = (1.0 - 0.45 * r * r) * (r < fov)
+    radius = radial((h, w), (h / 2, w / 2), half_diag)
+    shading = (1.0 - 0.45 * radius * radius) * (radius < fov)
     lut = _lut_finish(colour_lut([(0, (0, 0, 0)), (0.15, (60, 10, 10)), (0.4, (150, 40, 35)), (0.6, (205, 95, 80)),
                                   (0.8, (235, 160, 140)), (0.95, (250, 225, 215)), (1, (255, 255, 255))]))
 
@@ -163,8 +163,8 @@ def fundus_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
         prims += vessel_tree(rng, (dx, dy), base + turn * rng.uniform(0.7, 1.3), reach * big_r * rng.uniform(0.8, 1.1),
                              big_r * 0.025, 3, value=0.25)
     texture = _field(rng, shape, 10)
-    r = radial((h, w), (cy, cx), big_r)
-    shading = (1.0 - 0.35 * r * r) * (r < 1.0)
+    radius = radial((h, w), (cy, cx), big_r)
+    shading = (1.0 - 0.35 * radius * radius) * (radius < 1.0)
     lut = _lut_finish(colour_lut([(0, (0, 0, 0)), (0.2, (90, 20, 10)), (0.45, (190, 80, 30)), (0.7, (235, 150, 60)),
                                   (0.9, (250, 220, 120)), (1, (255, 250, 200))]))
 
@@ -201,8 +201,8 @@ def dermoscopy_scene(rng: np.random.Generator, shape: Shape, n: int) -> Scene:
         prims.append(Curve(points=random_walk(rng, start, rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.9) * m, 30, 0.05),
                            thickness=max(1, round(m / rng.uniform(250, 500))), value=0.08))
     coarse, fine = _field(rng, shape, 5), _field(rng, shape, 120)
-    r = radial((h, w), (h / 2, w / 2), 0.5 * math.hypot(h, w) * rng.uniform(0.8, 1.1))
-    vignette = np.clip(1.4 - r, 0.0, 1.0) ** 0.7
+    radius = radial((h, w), (h / 2, w / 2), 0.5 * math.hypot(h, w) * rng.uniform(0.8, 1.1))
+    vignette = np.clip(1.4 - radius, 0.0, 1.0) ** 0.7
     lut = _lut_finish(colour_lut([(0, (35, 20, 15)), (0.25, (85, 50, 35)), (0.45, (140, 90, 65)), (0.65, (190, 135, 110)),
                                   (0.82, (225, 175, 155)), (1, (245, 215, 200))]))
 

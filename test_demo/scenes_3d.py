@@ -8,6 +8,7 @@ Layouts are in fractions of the grid, so the same scene scales from a 48-slice d
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -84,7 +85,7 @@ def _organs_and_lesions(rng, shape, n, table, body) -> list[Primitive]:
     if n_lesions and not set(names) & set(LESION_HOSTS):
         names[-1] = "liver"
     # small organs first: with within=0 a later, larger organ wraps around them instead of hiding them
-    names.sort(key=lambda k: np.prod(ORGANS[k][3]))
+    names.sort(key=lambda k: float(np.prod(ORGANS[k][3])))
     organs: dict[str, Blob] = {}
     prims: list[Primitive] = []
     for label, name in enumerate(names, start=1):
@@ -133,7 +134,7 @@ def ct_scene(rng: np.random.Generator, shape: tuple[int, int, int], n: int) -> S
         return to_uint8(values, -160.0, 240.0)
 
     table = TISSUE["CT"]
-    return Scene(table["background"], _abdomen(rng, shape, n, table), finish, slab=16,
+    return Scene(cast(float, table["background"]), _abdomen(rng, shape, n, table), finish, slab=16,
                  spacing=_spacing(rng, shape, 400.0, 300.0, (0.8, 5.0)))
 
 
@@ -152,7 +153,7 @@ def mr_scene(rng: np.random.Generator, shape: tuple[int, int, int], n: int) -> S
         return to_uint8(np.sqrt(real * real + imag * imag), 0.0, 1.05)
 
     table = TISSUE["MR"]
-    return Scene(table["background"], _abdomen(rng, shape, n, table), finish, slab=16,
+    return Scene(cast(float, table["background"]), _abdomen(rng, shape, n, table), finish, slab=16,
                  spacing=_spacing(rng, shape, 380.0, 256.0, (1.0, 8.0)))
 
 

@@ -1,4 +1,4 @@
-"""Intensity rules against hand-computed values (shared/REFERENCE.md section 7.1)."""
+"""Intensity rules against hand-computed values (docs/reference_systems.md section 6.1)."""
 from __future__ import annotations
 
 import numpy as np

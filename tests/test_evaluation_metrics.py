@@ -1,4 +1,4 @@
-"""DSC/NSD against hand-computed values and an independent implementation of REFERENCE.md section 6."""
+"""DSC/NSD against hand-computed values and an independent implementation of docs/reference_systems.md section 5."""
 from __future__ import annotations
 
 import math
@@ -17,7 +17,7 @@ from evaluation.surface import surface_distances
 SQ2, SQ3 = math.sqrt(2.0), math.sqrt(3.0)
 
 
-# --- independent implementation of the organisers' recipe (REFERENCE.md section 6) -----------------
+# --- independent implementation of the organisers' recipe (docs/reference_systems.md section 5) -----------------
 def _area_table(spacing):
     s0, s1, s2 = spacing
     table = np.zeros(256)

@@ -14,7 +14,7 @@ from test_demo.generate import (BENCHMARK_WORKLOAD, DEMO_CASES, CaseSpec, boundi
                                 training_cases, write_case)
 
 REPO = Path(__file__).resolve().parents[1]
-# The challenge's modality tokens (REFERENCE.md 1.2, test spelling) and their dimension.
+# The challenge's modality tokens (docs/reference_systems.md section 1.2, test spelling) and their dimension.
 CHALLENGE_MODALITIES = {"CT": "3D", "MR": "3D", "PET": "3D", "US": "2D", "X-Ray": "2D", "Dermoscopy": "2D",
                         "Endoscopy": "2D", "Fundus": "2D", "Microscope": "2D", "Mammography": "2D", "OCT": "2D"}
 

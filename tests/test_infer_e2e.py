@@ -202,7 +202,7 @@ def test_batched_decoding_equals_per_box_decoding(real_models, backend, tmp_path
 
 
 def test_openvino_results_are_owned_copies(real_models, tmp_path):
-    """OpenVINO reuses an infer request's output buffer (REFERENCE.md 8 #1): a kept result must not
+    """OpenVINO reuses an infer request's output buffer (docs/reference_systems.md section 7 #1): a kept result must not
     change when the next call runs."""
     model = load_model(real_models / "litemedsam", "openvino", 2, tmp_path / "cache")
     embedding = np.random.default_rng(0).standard_normal((1, 256, 64, 64)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Region-limited bilinear upsampling equals full upsampling, bit for bit (DESIGN.md 4)."""
+"""Region-limited bilinear upsampling equals full upsampling, bit for bit (docs/reference_systems.md section 3)."""
 from __future__ import annotations
 
 import zlib

@@ -11,7 +11,7 @@ import torch
 from train.checkpoint import CheckpointError, load_state_dict
 from train.models import ARCHITECTURES, build_model, get_architecture, parameter_count
 
-# shared/REFERENCE.md 2.1 and 2.5: parameters per part, state_dict tensors per prefix.
+# docs/reference_systems.md section 2.1 and section 2.5: parameters per part, state_dict tensors per prefix.
 EXPECTED = {
     "litemedsam": ({"image_encoder": 5_726_740, "prompt_encoder": 6_220, "mask_decoder": 4_058_340},
                    {"image_encoder": 298, "prompt_encoder": 17, "mask_decoder": 120}),
@@ -21,7 +21,7 @@ EXPECTED = {
                           {"image_encoder": 153, "prompt_encoder": 5, "mask_decoder": 120}),
 }
 
-# Representative official keys and shapes, from shared/REFERENCE.md 2.5.
+# Representative official keys and shapes, from docs/reference_systems.md section 2.5.
 OFFICIAL_KEYS = {
     "litemedsam": {
         "image_encoder.patch_embed.seq.0.c.weight": (32, 3, 1, 1),
@@ -224,7 +224,7 @@ def test_missing_corrupt_and_empty_files(tmp_path):
 
 
 def test_box_embedding_is_the_sam_fourier_formula(litemedsam):
-    """Independent NumPy evaluation of REFERENCE 2.3: (box + 0.5) / 256, 2c - 1, @ G, x 2 pi, [sin, cos]."""
+    """Independent NumPy evaluation of docs/reference_systems.md section 2.3: (box + 0.5) / 256, 2c - 1, @ G, x 2 pi, [sin, cos]."""
     pe = litemedsam.prompt_encoder
     boxes = np.array([[10, 20, 100, 200], [0, 0, 255, 255]], dtype=np.float32)
     with torch.no_grad():

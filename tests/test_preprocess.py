@@ -1,4 +1,4 @@
-"""Pre-processing against hand-computed expectations (shared/REFERENCE.md section 3)."""
+"""Pre-processing against hand-computed expectations (docs/reference_systems.md section 3)."""
 from __future__ import annotations
 
 import numpy as np

@@ -103,8 +103,15 @@ def test_checkpoint_loads_strictly_with_weights_only_and_exports(tiny, cache, tm
         "prompt_encoder.not_a_point_embed.weight", "prompt_encoder.point_embeddings.0.weight",
         "prompt_encoder.point_embeddings.1.weight"]
     out = tmp_path / "models" / "tiny"
-    assert export_cli.main(["--arch", TINY, "--checkpoint", str(run / "best.pth"), "--out", str(out)]) == 0
-    assert json.loads((out / "model.json").read_text())["source"]["checkpoint"] == "best.pth"
+    assert export_cli.main(["--checkpoint", str(run / "best.pth"), "--out", str(out)]) == 0  # --arch from the run
+    sidecar = json.loads((out / "model.json").read_text())
+    assert sidecar["source"]["checkpoint"] == "best.pth" and sidecar["arch"] == TINY
+    assert export_cli.main(["--arch", "litemedsam", "--checkpoint", str(run / "best.pth"), "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: --arch litemedsam but {run / 'best.pth'} was trained as {TINY}"
+    plain = tmp_path / "plain.pth"
+    torch.save(ckpt["model"], plain)
+    assert export_cli.main(["--checkpoint", str(plain), "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: --arch is needed: {plain} records no architecture"
     assert train_one_gpu.main(argv) == 1
     assert capsys.readouterr().err.strip() == f"error: {run}: run folder exists; pick another --run-name or -resume it"
 

@@ -1,4 +1,4 @@
-"""train.lora: per-head Q/V updates (not REFERENCE 8 #19's channel slices), merging, adapter files,
+"""train.lora: per-head Q/V updates (not the channel slices of docs/reference_systems.md section 7 #19), merging, adapter files,
 and a LoRA training run that changes nothing but the adapters."""
 from __future__ import annotations
 

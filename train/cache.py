@@ -2,7 +2,7 @@
 
 Why a cache: the challenge ships full-resolution npz files (3D volumes of hundreds of slices,
 2D images up to 4032 x 3024); decoding and resizing them for every sample would dominate
-training, and the public scripts' float64 full-resolution npy copies (REFERENCE.md 8 #21) are
+training, and the public scripts' float64 full-resolution npy copies (docs/reference_systems.md section 7 #21) are
 ~40x larger than needed. Each entry is stored once, at model resolution, as uint8::
 
     CACHE/cache.json       format, pre-processing spec, data root, filters, counts, skipped files

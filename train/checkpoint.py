@@ -1,6 +1,6 @@
 """Reading checkpoints in the layouts users bring, safely, with errors that say what is wrong.
 
-Accepted layouts (shared/REFERENCE.md 2.5): a plain state_dict (``lite_medsam.pth`` and its
+Accepted layouts (docs/reference_systems.md section 2.5): a plain state_dict (``lite_medsam.pth`` and its
 fine-tunes), ``{"model": state_dict, ...}`` (EfficientSAM, training checkpoints of the
 reference scripts and ours) and Lightning's ``{"state_dict": ...}``; a ``module.`` prefix
 left by DistributedDataParallel is removed. Files are read with ``weights_only=True``, so
@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "load_state_dict", "load_weights", "extract_state_dict", "sha256_of"]
+__all__ = ["CheckpointError", "read_checkpoint", "load_state_dict", "load_weights", "extract_state_dict", "sha256_of"]
 
 _SHOWN = 5  # keys listed per category in a mismatch message
 
@@ -35,11 +35,12 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _read(path: Path) -> Any:
+def read_checkpoint(path: Path, mmap: bool = False) -> Any:
+    """What a torch.save file holds, read with ``weights_only=True``; raises :class:`CheckpointError`."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if refused:
@@ -73,7 +74,7 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read ``path`` and return its state_dict; raises :class:`CheckpointError`."""
     path = Path(path)
-    return extract_state_dict(_read(path), str(path))
+    return extract_state_dict(read_checkpoint(path), str(path))
 
 
 def _mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:

@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from train.models import ARCHITECTURES, get_architecture
+from train.train_checkpoint import read_saved_config
 
 __all__ = ["TrainConfig", "RESUME_OVERRIDES", "build_parser", "config_from_argv", "resolve_config",
            "checkpoint_path", "DEFAULT_LR", "DEFAULT_LORA_LR"]
@@ -230,8 +229,6 @@ def config_from_argv(argv: list[str] | None, prog: str, description: str) -> Tra
     saved = None
     if "resume" in given:
         path = checkpoint_path(given["resume"])
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("config")
-        if not isinstance(saved, dict):
-            raise ValueError(f"{path}: not a training checkpoint of this package (no 'config')")
+        saved = read_saved_config(path)
         given["resume"] = str(path)
     return resolve_config(given, saved)

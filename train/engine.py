@@ -8,21 +8,16 @@ configuration and what was derived from it), ``log.csv``, ``loss.png`` and the c
 with LoRA also ``latest_adapters.pth`` and ``best_adapters.pth``. Under DDP every process trains
 on its share of each global batch and rank 0 alone writes.
 
-A checkpoint is ``{"model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
-"config", "metrics"}`` (plus ``"lora"``), all plain tensors and containers, so
-``torch.load(weights_only=True)``, ``build_model(arch, checkpoint=...)`` and ``train.export``
-accept it as it is. ``"model"`` is always the plain architecture's state_dict: with LoRA, the
-merged weights (``"lora"`` keeps the adapters and the unmerged qkv weights to resume exactly).
+The checkpoint files are :class:`train.train_checkpoint.TrainCheckpoint`. The setup of a run
+(data, model, optimiser, run folder) is in small functions; :class:`_Run` keeps the loop.
 """
 from __future__ import annotations
 
 import json
 import math
-import pickle
 import random
 import shutil
 import time
-import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -46,12 +41,12 @@ from train.data import Augment, EpochBatchSampler, TrainSamples, ValSamples, bal
 from train.distributed import SINGLE, DistContext, resolve_device
 from train.lora import QVLoRA, save_adapters
 from train.losses import LossWeights, hard_dice, segmentation_loss
-from train.models import PromptableSegmenter, get_architecture
+from train.models import Architecture, PromptableSegmenter, get_architecture
 from train.runlog import RunLog
+from train.train_checkpoint import TrainCheckpoint
 
-__all__ = ["FitResult", "fit", "lr_factor", "select_entries", "CHECKPOINT_FORMAT"]
+__all__ = ["FitResult", "fit", "lr_factor", "select_entries"]
 
-CHECKPOINT_FORMAT = "medsam-laptop-train-checkpoint"
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
@@ -188,31 +183,98 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    missing = [k for k in ("model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng", "config", "metrics")
-               if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path}: not a resumable training checkpoint (missing {', '.join(missing)})")
-    return ckpt
-
-
-def _restore_weights(model: PromptableSegmenter, lora: QVLoRA | None, ckpt: dict[str, Any], source: str) -> None:
-    load_weights(model, ckpt["model"], source=source)
+def _restore_weights(model: PromptableSegmenter, lora: QVLoRA | None, ckpt: TrainCheckpoint, source: str) -> None:
+    load_weights(model, ckpt.model, source=source)
     if lora is None:
         return
-    if "lora" not in ckpt:
+    if ckpt.lora is None:
         raise CheckpointError(f"{source}: a LoRA run's checkpoint without its 'lora' adapters")
-    model.load_state_dict(ckpt["lora"]["base_qkv"], strict=False)  # the merged qkv weights back to the base
-    lora.load_state_dict(ckpt["lora"]["adapters"], strict=True)
+    model.load_state_dict(ckpt.lora["base_qkv"], strict=False)  # the merged qkv weights back to the base
+    lora.load_state_dict(ckpt.lora["adapters"], strict=True)
 
 
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+def _check_sync_bn(config: TrainConfig, dist: DistContext, device: torch.device) -> None:
+    if config.sync_bn and not (dist.world_size > 1 and device.type == "cuda"):
+        raise ValueError(f"sync_bn needs several CUDA processes (train_multi_gpus.py on GPUs); this run has "
+                         f"{dist.world_size} process(es) on {device}")
+
+
+def _open_matching_cache(config: TrainConfig, arch: Architecture) -> Cache:
+    """The prepared cache, refused when it was prepared for another architecture's pre-processing."""
+    cache = open_cache(config.data_root)
+    if cache.spec != arch.preprocess:
+        raise CacheError(f"{config.data_root}: prepared for {cache.spec.image_size} px "
+                         f"({cache.spec.to_json()}) but {config.arch} expects "
+                         f"{arch.preprocess.to_json()}; prepare again with --arch {config.arch}")
+    return cache
+
+
+@dataclass(frozen=True)
+class _DataPlan:
+    """Which entries train and validate, in which batches; the configuration with derived values filled in."""
+
+    train_idx: list[int]
+    val_idx: list[int]
+    sampler: EpochBatchSampler
+    total_steps: int
+    config: TrainConfig
+
+
+def _plan_data(config: TrainConfig, cache: Cache, dist: DistContext) -> _DataPlan:
+    selected = select_entries(cache, config.modalities, config.datasets)
+    train_idx, val_idx = split_by_source(cache.entries, selected, config.val_fraction, config.seed)
+    if not train_idx:
+        raise ValueError(f"{config.data_root}: no training entries left after the filters and the split")
+    weights = balanced_weights(cache.entries, train_idx) if config.balance_modalities else None
+    samples = config.samples_per_epoch or len(train_idx)
+    sampler = EpochBatchSampler(train_idx, config.batch_size, samples, config.seed, dist.rank, dist.world_size, weights)
+    total_steps = config.num_epochs * sampler.steps_per_epoch
+    warmup = config.warmup_steps if config.warmup_steps is not None else round(0.05 * total_steps)
+    resolved = replace(config, lr=config.resolved_lr(), samples_per_epoch=samples, warmup_steps=warmup)
+    return _DataPlan(train_idx, val_idx, sampler, total_steps, resolved)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _build_model(config: TrainConfig, arch: Architecture,
+                 ckpt: TrainCheckpoint | None) -> tuple[PromptableSegmenter, QVLoRA | None, set[str]]:
+    """The model (pretrained or resumed weights, SyncBN when asked), its LoRA adapters, its unreachable parameters."""
+    model = arch.build()
+    if ckpt is None and config.pretrained_checkpoint:
+        load_weights(model, config.pretrained_checkpoint)
+    unreachable = _unreachable_parameters(model, arch.preprocess.image_size)
+    lora = QVLoRA(model.image_encoder, config.lora_rank, config.lora_alpha) if config.lora_rank else None
+    if ckpt is not None:
+        _restore_weights(model, lora, ckpt, str(config.resume))
+    if config.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model, lora, unreachable
+
+
+def _distribute(trainee: _Trainee, dist: DistContext, device: torch.device) -> nn.Module:
+    """DDP around the trainee when several processes train; the trainee itself otherwise."""
+    if dist.world_size == 1:
+        return trainee
+    return DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _optimizer(params: list[nn.Parameter], config: TrainConfig, total_steps: int) -> tuple[torch.optim.AdamW, LambdaLR]:
+    optimizer = torch.optim.AdamW(_param_groups(params, config.weight_decay), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    assert config.warmup_steps is not None  # filled in by _plan_data
+    scheduler = LambdaLR(optimizer, partial(lr_factor, warmup=config.warmup_steps, total=total_steps,
+                                            floor=config.min_lr_ratio))
+    return optimizer, scheduler
+
+
+def _run_dir(config: TrainConfig) -> Path:
+    """A resumed run continues in its checkpoint's folder; a new one gets ``work_dir/<run name>``."""
+    if config.resume:
+        return Path(config.resume).parent
+    return Path(config.work_dir) / (config.run_name or f"{config.arch}-{datetime.now():%Y%m%d-%H%M%S}")
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -238,65 +300,34 @@ class _Run:
         self.dist = dist
         self.device = device or resolve_device(config.device, dist.local_rank)
         self.precision = _resolve_precision(config.precision, self.device)
-        if config.sync_bn and not (dist.world_size > 1 and self.device.type == "cuda"):
-            raise ValueError(f"sync_bn needs several CUDA processes (train_multi_gpus.py on GPUs); this run has "
-                             f"{dist.world_size} process(es) on {self.device}")
+        _check_sync_bn(config, dist, self.device)
         self.arch = get_architecture(config.arch)
-        self.cache = open_cache(config.data_root)
-        if self.cache.spec != self.arch.preprocess:
-            raise CacheError(f"{config.data_root}: prepared for {self.cache.spec.image_size} px "
-                             f"({self.cache.spec.to_json()}) but {config.arch} expects "
-                             f"{self.arch.preprocess.to_json()}; prepare again with --arch {config.arch}")
-        selected = select_entries(self.cache, config.modalities, config.datasets)
-        self.train_idx, val_idx = split_by_source(self.cache.entries, selected, config.val_fraction, config.seed)
-        if not self.train_idx:
-            raise ValueError(f"{config.data_root}: no training entries left after the filters and the split")
-        weights = balanced_weights(self.cache.entries, self.train_idx) if config.balance_modalities else None
-        samples = config.samples_per_epoch or len(self.train_idx)
-        self.sampler = EpochBatchSampler(self.train_idx, config.batch_size, samples, config.seed, dist.rank,
-                                         dist.world_size, weights)
-        self.total_steps = config.num_epochs * self.sampler.steps_per_epoch
-        warmup = config.warmup_steps if config.warmup_steps is not None else round(0.05 * self.total_steps)
-        self.config = config = replace(config, lr=config.resolved_lr(), samples_per_epoch=samples, warmup_steps=warmup)
-        self.val_set = ValSamples(self.cache, val_idx, config.val_box_margin, config.val_samples, config.seed)
+        self.cache = _open_matching_cache(config, self.arch)
+        plan = _plan_data(config, self.cache, dist)
+        self.train_idx, self.sampler, self.total_steps = plan.train_idx, plan.sampler, plan.total_steps
+        self.config = config = plan.config
+        self.val_set = ValSamples(self.cache, plan.val_idx, config.val_box_margin, config.val_samples, config.seed)
 
-        torch.manual_seed(config.seed)
-        np.random.seed(config.seed)
-        random.seed(config.seed)
-        ckpt = _load_checkpoint(Path(config.resume)) if config.resume else None
+        _seed_everything(config.seed)
+        ckpt = TrainCheckpoint.load(Path(config.resume)) if config.resume else None
         if ckpt is not None:
-            self._check_same_data(ckpt.get("run", {}))
-        model = self.arch.build()
-        if ckpt is None and config.pretrained_checkpoint:
-            load_weights(model, config.pretrained_checkpoint)
-        unreachable = _unreachable_parameters(model, self.arch.preprocess.image_size)
-        self.lora = QVLoRA(model.image_encoder, config.lora_rank, config.lora_alpha) if config.lora_rank else None
-        if ckpt is not None:
-            _restore_weights(model, self.lora, ckpt, str(config.resume))
-        if config.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            self._check_same_data(ckpt.run)
+        model, self.lora, unreachable = _build_model(config, self.arch, ckpt)
         self.model = model.to(self.device)
         if self.lora is not None:
             self.lora.to(self.device).attach(self.model.image_encoder)
         self.params = _set_trainable(self.model, self.lora, config, unreachable)  # after the move: the live tensors
         self.trainee = _Trainee(self.model, self.lora)
-        self.net: nn.Module = self.trainee
-        if dist.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.trainee, device_ids=ids)
-        self.optimizer = torch.optim.AdamW(_param_groups(self.params, config.weight_decay), lr=config.lr,
-                                           betas=(0.9, 0.999), eps=1e-8)
-        self.scheduler = LambdaLR(self.optimizer, partial(lr_factor, warmup=warmup, total=self.total_steps,
-                                                          floor=config.min_lr_ratio))
+        self.net = _distribute(self.trainee, dist, self.device)
+        self.optimizer, self.scheduler = _optimizer(self.params, config, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.loss_weights = LossWeights(config.dice_weight, config.bce_weight, config.iou_weight)
         self.state = _State()
         self.previous_run: dict[str, Any] | None = None  # what the checkpoint recorded about its run
         if ckpt is not None:
             self._restore_training_state(ckpt)
-            self.previous_run = ckpt.get("run", {})
-        name = config.run_name or f"{config.arch}-{datetime.now():%Y%m%d-%H%M%S}"
-        self.run_dir = Path(config.resume).parent if config.resume else Path(config.work_dir) / name
+            self.previous_run = ckpt.run
+        self.run_dir = _run_dir(config)
         self.config = config = replace(config, run_name=self.run_dir.name)
         self.unreachable = sorted(unreachable)
         self.log: RunLog | None = None
@@ -312,17 +343,17 @@ class _Run:
                 f"x {run.get('world_size')} processes); resuming with {self.dist.world_size} process(es) would take "
                 f"{self.sampler.global_batch}: resume with {run.get('world_size')} process(es)")
 
-    def _restore_training_state(self, ckpt: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+    def _restore_training_state(self, ckpt: TrainCheckpoint) -> None:
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
         # The next step's lr from this run's schedule (it differs from the saved one when num_epochs grew).
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
-        if self.scaler.is_enabled() and ckpt["scaler"]:
-            self.scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"])
-        m = ckpt["metrics"]
-        self.state = _State(int(ckpt["step"]), int(ckpt["epoch"]), m.get("best"), m.get("best_step"), m.get("val_dice"))
+        if self.scaler.is_enabled() and ckpt.scaler:
+            self.scaler.load_state_dict(ckpt.scaler)
+        _set_rng_state(ckpt.rng)
+        m = ckpt.metrics
+        self.state = _State(int(ckpt.step), int(ckpt.epoch), m.get("best"), m.get("best_step"), m.get("val_dice"))
 
     # ----------------------------------------------------------------------------------- files (rank 0)
 
@@ -362,27 +393,26 @@ class _Run:
             json.dumps({"config": self.config.to_json(), "run": self.info}, indent=2) + "\n")
         self.log = RunLog(self.run_dir, keep_until_step=self.state.step if self.config.resume else None)
 
-    def _checkpoint(self) -> dict[str, Any]:
+    def _checkpoint(self) -> TrainCheckpoint:
         s = self.state
-        ckpt: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT, "version": 1,
-            "model": {k: v.detach().cpu() for k, v in (self.lora.merged_state_dict(self.model) if self.lora
-                                                        else self.model.state_dict()).items()},
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "epoch": s.epochs_done, "step": s.step, "rng": _rng_state(),
-            "config": self.config.to_json(), "run": self.info,
-            "metrics": {"best": s.best, "best_step": s.best_step, "val_dice": s.last_val,
-                        "selection_metric": self.info["selection_metric"]},
-        }
+        lora = None
         if self.lora is not None:
-            ckpt["lora"] = {"rank": self.lora.rank, "alpha": self.lora.alpha, "targets": list(self.lora.targets),
-                            "adapters": {k: v.detach().cpu() for k, v in self.lora.state_dict().items()},
-                            "base_qkv": {k: v.cpu() for k, v in self.lora.base_qkv(self.model).items()}}
-        return ckpt
+            lora = {"rank": self.lora.rank, "alpha": self.lora.alpha, "targets": list(self.lora.targets),
+                    "adapters": {k: v.detach().cpu() for k, v in self.lora.state_dict().items()},
+                    "base_qkv": {k: v.cpu() for k, v in self.lora.base_qkv(self.model).items()}}
+        return TrainCheckpoint(
+            model={k: v.detach().cpu() for k, v in (self.lora.merged_state_dict(self.model) if self.lora
+                                                     else self.model.state_dict()).items()},
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), epoch=s.epochs_done, step=s.step, rng=_rng_state(),
+            config=self.config.to_json(), run=self.info,
+            metrics={"best": s.best, "best_step": s.best_step, "val_dice": s.last_val,
+                     "selection_metric": self.info["selection_metric"]},
+            lora=lora)
 
     def _save(self, best: bool) -> None:
         latest = self.run_dir / "latest.pth"
-        _save_atomic(self._checkpoint(), latest)
+        self._checkpoint().save(latest)
         if self.lora is not None:
             sha = self.info["pretrained_sha256"]
             base = {"checkpoint": Path(self.config.pretrained_checkpoint).name, "sha256": sha} if sha else None

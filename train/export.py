@@ -1,6 +1,7 @@
 """Export a zoo model to a self-describing model folder (ONNX + OpenVINO IR + ``model.json``).
 
     python -m train.export --arch litemedsam --checkpoint lite_medsam.pth --out work_dir/litemedsam
+    python -m train.export --checkpoint runs/<run>/best.pth --out work_dir/<name>  # --arch from the run
     python -m train.export --arch efficientsam_vitt --random-init --seed 0 --out /tmp/esam_random
 
 The folder layout and tensor contract are those of :mod:`infer.model_spec`. After writing the
@@ -28,6 +29,7 @@ from train.checkpoint import CheckpointError, load_weights, sha256_of
 from train.export_graphs import export_onnx, onnx_to_openvino
 from train.export_verify import TOLERANCE, VerificationError, verify_folder
 from train.models import ARCHITECTURES, Architecture, PromptableSegmenter, get_architecture, parameter_count
+from train.train_checkpoint import recorded_arch
 
 EXPORTER_VERSION = "1.0"
 
@@ -128,9 +130,22 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _arch_name(given: str | None, checkpoint: Path | None) -> str:
+    """``--arch``, else the architecture a training checkpoint records; both must agree when both exist."""
+    recorded = recorded_arch(checkpoint) if checkpoint is not None else None
+    if given and recorded and given != recorded:
+        raise ValueError(f"--arch {given} but {checkpoint} was trained as {recorded}")
+    name = given or recorded
+    if name is None:
+        raise ValueError("--arch is needed: " + (f"{checkpoint} records no architecture" if checkpoint
+                                                 else "--random-init has no checkpoint to take it from"))
+    return name
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", required=True, help=f"architecture: {', '.join(ARCHITECTURES)}")
+    p.add_argument("--arch", help=f"architecture: {', '.join(ARCHITECTURES)} (default: the one a training "
+                   "checkpoint records)")
     weights = p.add_mutually_exclusive_group(required=True)
     weights.add_argument("--checkpoint", type=Path, help="state_dict file (plain, {'model': ...}, DDP prefix ok)")
     weights.add_argument("--random-init", action="store_true", help="untrained weights, for tests and benchmarks")
@@ -138,14 +153,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="model folder to write, e.g. work_dir/litemedsam")
     p.add_argument("--name", help="model name recorded in the sidecar (default: the folder name)")
     p.add_argument("--note", help="free text recorded in the sidecar (what the model is for, how it was trained)")
-    p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.add_argument("--force", "--overwrite", dest="force", action="store_true", help="replace an existing folder")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
-        arch = get_architecture(args.arch)
+        arch = get_architecture(_arch_name(args.arch, args.checkpoint))
         if args.out.exists() and not args.force:
             raise FileExistsError(f"{args.out}: already exists (use --force to replace it)")
         if args.random_init:

@@ -10,11 +10,13 @@ masks stay equal for practical purposes; anything larger means a wrong graph, no
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from infer.model_spec import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from infer.session import Session, host_threads, open_session
 from train.models import PromptableSegmenter
 
 TOLERANCE = {"logits_abs": 1e-3, "iou_abs": 1e-3, "embedding_rel": 1e-4}
@@ -25,31 +27,25 @@ class VerificationError(RuntimeError):
     """An exported backend disagrees with PyTorch beyond :data:`TOLERANCE`."""
 
 
-def _runners(folder: Path):
-    """name -> (run_encoder(image), run_decoder(embedding, boxes)) for ONNX Runtime and OpenVINO."""
-    import onnxruntime as ort
-    import openvino as ov
+_MODEL_FILES = {"onnxruntime": ".onnx", "openvino": ".xml"}
 
-    sessions = {p: ort.InferenceSession(str(folder / f"{p}.onnx"), providers=["CPUExecutionProvider"])
-                for p in ("encoder", "decoder")}
-    core = ov.Core()
-    compiled = {p: core.compile_model(str(folder / f"{p}.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-                for p in ("encoder", "decoder")}
 
-    def ort_enc(image):
-        return sessions["encoder"].run([ENCODER_OUTPUT], {ENCODER_INPUT: image})[0]
+def _runners(folder: Path) -> dict[str, tuple[Callable[..., np.ndarray], Callable[..., list[np.ndarray]]]]:
+    """backend -> (run_encoder(image), run_decoder(embedding, boxes)), through the runtime's own sessions."""
+    runners = {}
+    for backend, suffix in _MODEL_FILES.items():
+        encoder = open_session(folder / f"encoder{suffix}", backend, host_threads())
+        decoder = open_session(folder / f"decoder{suffix}", backend, host_threads())
 
-    def ort_dec(emb, boxes):
-        return sessions["decoder"].run(list(DECODER_OUTPUTS), {DECODER_INPUTS[0]: emb, DECODER_INPUTS[1]: boxes})
+        def run_encoder(image: np.ndarray, encoder: Session = encoder) -> np.ndarray:
+            return encoder.run({ENCODER_INPUT: image})[ENCODER_OUTPUT]
 
-    def ov_enc(image):
-        return compiled["encoder"]({ENCODER_INPUT: image})[ENCODER_OUTPUT].copy()
+        def run_decoder(emb: np.ndarray, boxes: np.ndarray, decoder: Session = decoder) -> list[np.ndarray]:
+            out = decoder.run({DECODER_INPUTS[0]: emb, DECODER_INPUTS[1]: boxes})
+            return [out[name] for name in DECODER_OUTPUTS]
 
-    def ov_dec(emb, boxes):
-        res = compiled["decoder"]({DECODER_INPUTS[0]: emb, DECODER_INPUTS[1]: boxes})
-        return [res[name].copy() for name in DECODER_OUTPUTS]
-
-    return {"onnxruntime": (ort_enc, ort_dec), "openvino": (ov_enc, ov_dec)}
+        runners[backend] = (run_encoder, run_decoder)
+    return runners
 
 
 def _random_boxes(rng: np.random.Generator, n: int, size: int) -> np.ndarray:

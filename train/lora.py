@@ -2,8 +2,8 @@
 
 ``WindowAttention.qkv`` is one Linear(dim, 3 dim) whose output is read per head as
 ``[q (key_dim), k (key_dim), v (key_dim)]`` for head 0, then head 1, ... (train/models/tiny_vit.py).
-The public LoRA adds its updates to output channels ``[:dim]`` and ``[-dim:]`` (REFERENCE.md 8
-#19), which mixes queries, keys and values of different heads. Here the query update
+The public LoRA adds its updates to output channels ``[:dim]`` and ``[-dim:]`` (docs/reference_systems.md
+section 7 #19), which mixes queries, keys and values of different heads. Here the query update
 ``s B_q A_q x`` (``dim`` channels, head-major) goes into each head's q slice and the value update
 into each head's v slice; keys are untouched. ``s = alpha / rank``; B starts at zero, so an
 attached, untrained adapter leaves the model unchanged.

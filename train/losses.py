@@ -1,4 +1,4 @@
-"""Training loss and Dice metrics on low-resolution mask logits (REFERENCE.md 7.2).
+"""Training loss and Dice metrics on low-resolution mask logits (docs/reference_systems.md section 6.2).
 
 The loss is the public recipe written out (MONAI is not a dependency): soft Dice with squared
 predictions in the denominator, plus BCE on the logits, plus the MSE between the predicted IoU and

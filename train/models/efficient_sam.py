@@ -1,4 +1,4 @@
-"""EfficientSAM ViT-T / ViT-S (shared/REFERENCE.md 2.4), box prompts only.
+"""EfficientSAM ViT-T / ViT-S (docs/reference_systems.md section 2.4), box prompts only.
 
 The encoder takes the already normalised 1024 x 1024 image (resize and ImageNet mean/std
 happen in ``infer.preprocess``). A box is given to the decoder as EfficientSAM's point list:

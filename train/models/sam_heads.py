@@ -1,4 +1,4 @@
-"""SAM's prompt encoder and mask decoder as LiteMedSAM uses them (shared/REFERENCE.md 2.3).
+"""SAM's prompt encoder and mask decoder as LiteMedSAM uses them (docs/reference_systems.md section 2.3).
 
 Only box prompts are implemented; ``mask_downscaling`` and ``not_a_point_embed`` exist because
 official checkpoints carry them and load strictly.

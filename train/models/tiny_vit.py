@@ -1,4 +1,4 @@
-"""LiteMedSAM's image encoder: the TinyViT-5M variant at 256 x 256 (shared/REFERENCE.md 2.2).
+"""LiteMedSAM's image encoder: the TinyViT-5M variant at 256 x 256 (docs/reference_systems.md section 2.2).
 
 Differences from the ImageNet TinyViT that LiteMedSAM made and we reproduce: the patch embedding
 is two 1x1 convolutions (no down-sampling), so a 256 x 256 image reaches the 64 x 64 embedding
@@ -74,7 +74,7 @@ class PatchMerging(nn.Module):
 class WindowAttention(nn.Module):
     """Attention inside one window with a learned bias per head and (|dy|, |dx|) offset.
 
-    ``qkv`` is laid out per head as [q, k, v] (REFERENCE 2.2), which LoRA must respect.
+    ``qkv`` is laid out per head as [q, k, v] (docs/reference_systems.md section 2.2), which LoRA must respect.
     """
 
     def __init__(self, dim: int, num_heads: int, window: int) -> None:
