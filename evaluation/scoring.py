@@ -74,7 +74,7 @@ def evaluate_case(case: str, seg_dir: Path, gt_dir: Path, compute_nsd: bool = Tr
     seg_path = seg_dir / case
     try:
         segs = load_key(seg_path, "segs")
-        scores = score_case(gts, segs, None if spacing is None else spacing.ravel().tolist(), compute_nsd)
+        scores = score_case(gts, segs, spacing, compute_nsd)
     except ValueError as error:
         return CaseResult(case, modality, size, 0.0, failed_nsd, _named(seg_path, error))
     except Exception as error:  # a bug or resource failure in one case must not stop the batch
