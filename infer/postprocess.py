@@ -30,6 +30,16 @@ class RegionMask:
     left: int
     mask: np.ndarray
 
+    @classmethod
+    def tight(cls, top: int, left: int, mask: np.ndarray) -> RegionMask | None:
+        """The mask ``mask`` (bool) placed at (``top``, ``left``), cropped to its positive pixels;
+        None when it has none."""
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if len(rows) == 0:
+            return None
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        return cls(top + r0, left + c0, np.ascontiguousarray(mask[r0:r1, c0:c1]))
+
     def bbox(self) -> tuple[int, int, int, int]:
         """``(x_min, y_min, x_max, y_max)`` of the positive pixels, inclusive, original pixels."""
         h, w = self.mask.shape
@@ -108,9 +118,4 @@ def mask_from_logits(logits: np.ndarray, valid: tuple[int, int], out_shape: tupl
         return None
     rows = _window(axis_weights(crop.shape[0], out_shape[0])[0], int(pos_rows[0]), int(pos_rows[-1]))
     cols = _window(axis_weights(crop.shape[1], out_shape[1])[0], int(pos_cols[0]), int(pos_cols[-1]))
-    mask = upsample_logits(crop, out_shape, rows, cols) > 0
-    mask_rows, mask_cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if len(mask_rows) == 0:
-        return None
-    r0, r1, c0, c1 = int(mask_rows[0]), int(mask_rows[-1]) + 1, int(mask_cols[0]), int(mask_cols[-1]) + 1
-    return RegionMask(rows.start + r0, cols.start + c0, np.ascontiguousarray(mask[r0:r1, c0:c1]))
+    return RegionMask.tight(rows.start, cols.start, upsample_logits(crop, out_shape, rows, cols) > 0)

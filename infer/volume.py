@@ -30,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 
+from infer.interpolate import interpolate_masks, mask_agreement
 from infer.postprocess import RegionMask
 from infer.predictor import ImageState, SlicePredictor
 from infer.slice_zoom import Window, box_window, merge_windows
@@ -57,7 +58,14 @@ class Rule:
     decoded as well and the mask the model rates higher (predicted IoU) is kept, so each slice
     chooses between following its neighbour and the 3D box. ``zoom_context`` > 0:
     a box whose xy longest side is below ``zoom_below`` times the slice's longest side is decoded
-    on a square crop ``zoom_context`` times that side (at least ``zoom_min_side`` pixels)."""
+    on a square crop ``zoom_context`` times that side (at least ``zoom_min_side`` pixels).
+
+    ``stride`` > 1: each sweep decodes only the slices on a grid of that step (plus each box's
+    first and last slice); the slices between two decoded ones are filled by shape-based
+    interpolation (:mod:`infer.interpolate`) for a box whose two masks agree (Dice >=
+    ``agree_dice`` and area ratio >= ``agree_area``), and for any other box encoded and
+    decoded one by one as with stride 1, after which the far slice is decoded again from its
+    neighbour's prompt: where every gap disagrees the result is stride 1's exactly."""
 
     on_empty: Literal["home", "stop"] = "home"
     grow: float = 0.0
@@ -66,6 +74,13 @@ class Rule:
     zoom_context: float = 0.0
     zoom_below: float = 1.0
     zoom_min_side: int = 32
+    stride: int = 1
+    agree_dice: float = 0.9
+    agree_area: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
 
 
 IOU_PICK = Rule(pick="iou")
@@ -79,8 +94,9 @@ propagation where it was already right (docs/propagation.md)."""
 class Track:
     """One box being propagated: output ``label``, its slice range, the 2D box ``home`` (x_min,
     y_min, x_max, y_max) on every slice, the start slice ``z_mid``, the prompt for the next slice
-    of the current sweep, the crop ``window`` it is decoded on (None: the whole slice), and whether
-    it has ``stopped`` for the rest of the sweep."""
+    of the current sweep, the crop ``window`` it is decoded on (None: the whole slice), whether
+    it has ``stopped`` for the rest of the sweep, and its last decoded slice and mask (``last_z``,
+    ``last_mask``; the start slice's are kept as ``mid_mask`` for the downward sweep)."""
 
     label: int
     home: np.ndarray
@@ -89,8 +105,11 @@ class Track:
     z_max: int
     prompt: np.ndarray
     mid_prompt: np.ndarray | None = None
+    mid_mask: RegionMask | None = None
     window: Window | None = None
     stopped: bool = False
+    last_z: int | None = None
+    last_mask: RegionMask | None = None
 
 
 @dataclass
@@ -208,14 +227,104 @@ def _decode(predictor: SlicePredictor, tracks: list[Track], window: Window | Non
     return masks
 
 
+def _key_slices(state: PropagationState, order: list[int], reverse: bool) -> set[int]:
+    """The slices a sweep decodes for sure: the stride grid (slice numbers divisible by the
+    stride, shared by all boxes so they share encoder calls) and each box's first and last slice
+    of the sweep (the downward sweep starts from the start slice's mask, decoded upward)."""
+    stride = state.rule.stride
+    keys = {z for z in order if z % stride == 0}
+    for t in state.tracks:
+        keys |= {t.z_min} if reverse else {t.z_mid, t.z_max}
+    return keys & set(order)
+
+
+def _decode_slice(state: PropagationState, predictor: SlicePredictor, z: int, tracks: list[Track],
+                  reverse: bool, later: set[int], restore: dict[Window | None, ImageState] | None = None,
+                  keep: dict[Window | None, ImageState] | None = None) -> dict[int, RegionMask | None]:
+    """Decode ``tracks`` on slice ``z`` from their prompts and move each prompt on: the slice is
+    encoded once per crop (or taken from ``restore``, or the sweep cache), and with ``keep`` its
+    embeddings are kept there. Returns each track's mask by position in ``tracks``."""
+    shape = state.volume.shape[1:]
+    masks: dict[int, RegionMask | None] = {}
+    for window in dict.fromkeys(t.window for t in tracks):
+        group = [i for i, t in enumerate(tracks) if t.window == window]
+        if restore is not None:
+            predictor.restore(restore[window])
+        else:
+            _encode(state, predictor, z, window, reverse, later)
+        if keep is not None:
+            keep[window] = predictor.image_state  # type: ignore[assignment]
+        margin = predictor.margin_pixels(state.margin)
+        found = _decode(predictor, [tracks[i] for i in group], window, state.rule.pick == "iou")
+        for i, mask in zip(group, found):
+            track = tracks[i]
+            track.prompt = _next_prompt(mask, track.home, margin, shape, state.rule)
+            track.last_z, track.last_mask = z, mask
+            masks[i] = mask
+    return masks
+
+
+def _agree(state: PropagationState, a: RegionMask | None, b: RegionMask | None) -> bool:
+    dice, area = mask_agreement(a, b)
+    return dice >= state.rule.agree_dice and area >= state.rule.agree_area
+
+
+def _key_step(state: PropagationState, predictor: SlicePredictor, z: int, gap: list[int], reverse: bool,
+              later: set[int]) -> Iterator[tuple[int, list[tuple[int, RegionMask]]]]:
+    """Decode key slice ``z``, then fill the ``gap`` slices (sweep order) since the previous key:
+    by interpolation for a box whose masks on both sides agree, else by decoding them one by one
+    and ``z`` again. Yields the gap slices, then ``z``."""
+    tracks = [t for t in state.tracks if _active(t, z, reverse) and not t.stopped]
+    if not tracks:
+        return
+    before = [(t.last_z, t.last_mask, t.prompt) for t in tracks]
+    own = {i: [g for g in gap if _active(t, g, reverse)] for i, t in enumerate(tracks)}
+    keep: dict[Window | None, ImageState] | None = {} if any(own.values()) else None
+    masks = _decode_slice(state, predictor, z, tracks, reverse, later, keep=keep)
+    filled: dict[int, dict[int, RegionMask | None]] = {g: {} for g in gap}
+    redo = []
+    for i, track in enumerate(tracks):
+        if not own[i]:
+            continue
+        last_z, last_mask, prompt = before[i]
+        assert last_z is not None, "a gap always follows a decoded slice of its box"
+        if _agree(state, last_mask, masks[i]):
+            fractions = [(g - last_z) / (z - last_z) for g in own[i]]
+            for g, mask in zip(own[i], interpolate_masks(last_mask, masks[i], fractions)):
+                filled[g][i] = mask
+        else:
+            track.prompt = prompt
+            redo.append(i)
+    if redo:
+        for g in gap:
+            now = [i for i in redo if g in own[i]]
+            if now:
+                found = _decode_slice(state, predictor, g, [tracks[i] for i in now], reverse, later)
+                for k, i in enumerate(now):
+                    filled[g][i] = found[k]
+        found = _decode_slice(state, predictor, z, [tracks[i] for i in redo], reverse, later, restore=keep)
+        for k, i in enumerate(redo):
+            masks[i] = found[k]
+    stop = state.rule.on_empty == "stop"
+    for i, track in enumerate(tracks):
+        if not reverse and z == track.z_mid:
+            track.mid_prompt, track.mid_mask = track.prompt, masks[i]
+        track.stopped = stop and masks[i] is None and z != track.z_mid
+    for g in gap:
+        if any(g in own_gap for own_gap in own.values()):
+            yield g, [(tracks[i].label, m) for i, m in sorted(filled[g].items()) if m is not None]
+    yield z, [(t.label, masks[i]) for i, t in enumerate(tracks) if masks[i] is not None]  # type: ignore[misc]
+
+
 def propagate(state: PropagationState, predictor: SlicePredictor,
               reverse: bool = False) -> Iterator[tuple[int, list[tuple[int, RegionMask]]]]:
     """Sweep upward (``reverse=False``, first) or downward over the slices the tracks need.
 
     Yields ``(slice, [(label, mask), ...])`` for each slice with a box still going, the non-empty
-    masks of those boxes, grouped by crop. The boxes of one crop (or of the whole slice) are
-    decoded in one call (in chunks of ``predictor.max_batch`` when more are active); a slice where
-    every box has stopped is not encoded.
+    masks of those boxes, grouped by crop; with a stride, the slices of a gap come after the key
+    slice that closes it, in sweep order among themselves. The boxes of one crop (or of the whole
+    slice) are decoded in one call (in chunks of ``predictor.max_batch`` when more are active); a
+    slice where every box has stopped is not encoded.
     """
     if reverse and not state.upward_done:
         raise RuntimeError("propagate(reverse=True) before the upward sweep: it starts from the middle-slice masks")
@@ -223,27 +332,19 @@ def propagate(state: PropagationState, predictor: SlicePredictor,
         track.stopped = False
         if reverse:
             track.prompt = track.home.copy() if track.mid_prompt is None else track.mid_prompt
-    shape = state.volume.shape[1:]
+            track.last_z, track.last_mask = track.z_mid, track.mid_mask
+        else:
+            track.last_z, track.last_mask = None, None
+    order = _slices(state, reverse)
+    keys = _key_slices(state, order, reverse)
     later = set(_slices(state, reverse=True)) if not reverse else set()
-    stop = state.rule.on_empty == "stop"
-    for z in _slices(state, reverse):
-        active = [t for t in state.tracks if _active(t, z, reverse) and not t.stopped]
-        if not active:
+    gap: list[int] = []
+    for z in order:
+        if z not in keys:
+            gap.append(z)
             continue
-        found: list[tuple[int, RegionMask]] = []
-        for window in dict.fromkeys(t.window for t in active):
-            group = [t for t in active if t.window == window]
-            _encode(state, predictor, z, window, reverse, later)
-            margin = predictor.margin_pixels(state.margin)
-            for track, mask in zip(group, _decode(predictor, group, window, state.rule.pick == "iou")):
-                track.prompt = _next_prompt(mask, track.home, margin, shape, state.rule)
-                if not reverse and z == track.z_mid:
-                    track.mid_prompt = track.prompt
-                if mask is None:
-                    track.stopped = stop and z != track.z_mid
-                else:
-                    found.append((track.label, mask))
-        yield z, found
+        yield from _key_step(state, predictor, z, gap, reverse, later)
+        gap = []
     if not reverse:
         state.upward_done = True
     else:
