@@ -197,7 +197,7 @@ class _Inputs:
     """What the harness needs of one case, read before anything runs."""
 
     imgs: np.ndarray
-    spacing: np.ndarray
+    spacing: np.ndarray  # as stored: the rewritten inputs carry it unchanged
     boxes: np.ndarray | None
     gts: np.ndarray
     gts_in_input: bool
@@ -208,7 +208,10 @@ def _load(case: Path, gts_dir: Path | None) -> _Inputs:
     parsed = read_interactive_case(case)
     if parsed.spacing is None:
         raise ValueError(f"{case}: no 'spacing' (the evaluator needs it to rewrite the input and for NSD)")
+    if not (np.isfinite(parsed.spacing).all() and (parsed.spacing > 0).all()):
+        raise ValueError(f"{case}: spacing must be 3 positive finite numbers, got {parsed.spacing.tolist()}")
     with open_npz(case) as archive:
+        spacing = archive.read("spacing")
         boxes = read_pickled_array(archive, "boxes") if "boxes" in archive.keys else None
         if gts_dir is None:
             archive.require("gts")
@@ -222,7 +225,7 @@ def _load(case: Path, gts_dir: Path | None) -> _Inputs:
     labels = evaluator_labels(gts)
     if parsed.boxes is not None and len(parsed.boxes) != len(labels):  # the evaluator runs such a case all the same
         print(f"warning: {case}: {len(parsed.boxes)} boxes for {len(labels)} ground-truth classes", file=sys.stderr)
-    return _Inputs(parsed.imgs, parsed.spacing, boxes, gts, gts_dir is None)
+    return _Inputs(parsed.imgs, spacing, boxes, gts, gts_dir is None)
 
 
 def _run_step(build: CommandBuilder, inputs: Path, outputs: Path, output: Path, log: Path, timeout: float | None,
@@ -308,7 +311,7 @@ def run_case(case: Path, gts_dir: Path | None, work: Path, build: CommandBuilder
                 last_segs = segs
             scored = segs if segs is not None else np.zeros(shape, np.uint8)
             all_segs.append(scored.astype(np.uint8))
-            dsc, nsd, label_dsc, label_nsd = score_step(data.gts, scored, labels, [float(s) for s in data.spacing])
+            dsc, nsd, label_dsc, label_nsd = score_step(data.gts, scored, labels, [float(s) for s in data.spacing.ravel()])
             classes = tuple(ClassStep(label, given[i], label_dsc[i], None if label_nsd is None else label_nsd[i])
                             for i, label in enumerate(labels))
             result.steps.append(StepResult(step + 1, "box" if step == 0 else "click", seconds, peak, code, status,

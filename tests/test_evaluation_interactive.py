@@ -196,11 +196,13 @@ def test_no_box_step_a_failed_step_and_a_pipeline_that_never_answers(tmp_path, f
 def test_cases_that_cannot_run_are_reported(tmp_path, fake_run):
     np.savez_compressed(tmp_path / "imgs" / "3D_nospacing.npz", imgs=np.zeros((2, 3, 3), np.uint8))
     write_interactive_case(tmp_path / "imgs" / "3D_nogts.npz", np.zeros((2, 3, 3), np.uint8), np.ones(3))
+    write_interactive_case(tmp_path / "imgs" / "3D_zero.npz", np.zeros((2, 3, 3), np.uint8), [1.0, 0.0, 1.0])
     code, seen = fake_run()
     assert code == 1 and seen == []
     rows = {r["CaseName"]: r for r in read_csv(tmp_path / "work" / "metrics.csv")}
     assert "no 'spacing'" in rows["3D_nospacing.npz"]["error"]
     assert "file not found" in rows["3D_nogts.npz"]["error"] and rows["3D_nogts.npz"]["counted"] == "False"
+    assert "spacing must be 3 positive finite numbers, got [1.0, 0.0, 1.0]" in rows["3D_zero.npz"]["error"]
 
 
 @pytest.mark.slow  # six runs of a Python process per case
@@ -208,7 +210,8 @@ def test_keep_inputs_keeps_what_each_step_was_given(tmp_path, fake_run):
     gts = np.zeros((4, 5, 5), np.uint8)
     _cube(gts, (0, 0, 0), 1, 2)
     case = tmp_path / "imgs" / "3D_k.npz"
-    write_interactive_case(case, np.zeros(gts.shape, np.uint8), np.ones(3), boxes=boxes_from_labels(gts))
+    write_interactive_case(case, np.zeros(gts.shape, np.uint8), np.array([1.5, 1, 1], np.float32),
+                           boxes=boxes_from_labels(gts))
     write_npz(tmp_path / "gts" / case.name, {"gts": gts})
     _plan(tmp_path / "plan" / "3D_k", {k: gts for k in range(6)})
     code, _ = fake_run("--keep-inputs")
@@ -217,6 +220,8 @@ def test_keep_inputs_keeps_what_each_step_was_given(tmp_path, fake_run):
     assert [p.name for p in kept] == [f"step{i}.npz" for i in range(1, 7)]
     last = read_interactive_case(kept[-1])
     assert last.clicks_order == ((None,) * 5,) and last.boxes == boxes_from_labels(gts)
+    with np.load(kept[-1]) as rewritten:  # spacing carried as stored, like the evaluator's re-save
+        assert rewritten["spacing"].dtype == np.float32 and rewritten["spacing"].tolist() == [1.5, 1, 1]
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
