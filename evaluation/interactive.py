@@ -186,6 +186,12 @@ def _read_output(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray | None,
     return segs, ""
 
 
+def _last_line(log: Path) -> str:
+    """``: <last line the run printed>`` (empty when it printed nothing)."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return f": {lines[-1][:200]}" if lines and not lines[-1].startswith("== ") else ""
+
+
 def _log(log: Path, line: str) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
@@ -238,7 +244,7 @@ def _run_step(build: CommandBuilder, inputs: Path, outputs: Path, output: Path, 
     if run.timed_out:
         problems.append(f"timed out after {timeout:g} s")
     elif run.returncode != 0:
-        problems.append(f"exit code {run.returncode}")
+        problems.append(f"exit code {run.returncode}{_last_line(log)}")
     segs: np.ndarray | None = None
     status: Output
     if after is None:
