@@ -104,7 +104,28 @@ class NpzArchive:
         except _CORRUPT as exc:
             raise NpzError(self.path, f"not a readable npz file (member '{key}': {_kind(exc)}: {exc})") from None
 
-    def _check_header(self, key: str, handle: IO[bytes]) -> None:
+    @contextmanager
+    def member(self, key: str) -> Iterator[IO[bytes]]:
+        """The raw (inflated) byte stream of one member, for readers of other NPY layouts
+        (:mod:`challenge.interactive` reads pickled object arrays through it).
+
+        Raises:
+            NpzError: missing key; corrupt data met while the stream is read.
+        """
+        self.require(key)
+        try:
+            with self._zip.open(self._members[key]) as handle:
+                yield handle
+        except _CORRUPT as exc:
+            raise NpzError(self.path, f"not a readable npz file (member '{key}': {_kind(exc)}: {exc})") from None
+
+    def read_header(self, key: str, handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+        """Shape, Fortran order and dtype from the NPY header at the start of ``handle``; the
+        handle is left at the first data byte.
+
+        Raises:
+            NpzError: not an NPY array, truncated, unsupported version, malformed or oversized header.
+        """
         if handle.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
             raise NpzError(self.path, f"not a readable npz file (member '{key}': not an NPY array)")
         raw = handle.read(2)
@@ -114,10 +135,14 @@ class NpzArchive:
         if version not in _HEADER_READERS:
             raise NpzError(self.path, f"not a readable npz file (member '{key}': unsupported NPY version {version})")
         try:
-            shape, _, dtype = _HEADER_READERS[version](handle, max_header_size=_MAX_HEADER_BYTES)
+            shape, fortran_order, dtype = _HEADER_READERS[version](handle, max_header_size=_MAX_HEADER_BYTES)
         except ValueError as exc:
             raise NpzError(self.path, f"not a readable npz file (member '{key}': NPY header {_header_problem(exc)})"
                            ) from None
+        return shape, fortran_order, dtype
+
+    def _check_header(self, key: str, handle: IO[bytes]) -> None:
+        shape, _, dtype = self.read_header(key, handle)
         if dtype.hasobject:
             raise NpzError(self.path, f"'{key}' is a pickled object array (refused: inputs are read with "
                                       "allow_pickle=False)")
