@@ -26,6 +26,7 @@ from infer.errors import RoutingError
 from infer.pipeline import CaseResult
 from infer.report import log_line, write_efficiency_csv
 from infer.routing import DEFAULT_ROUTING, load_routing
+from infer.precision import REQUESTS
 from infer.segmenter import DEFAULT_MODELS, Segmenter
 from infer.session import BACKENDS
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-array-bytes", type=_positive_int, default=MAX_ARRAY_BYTES,
                         help="largest input array to inflate, checked from its header first "
                              f"(default: {MAX_ARRAY_BYTES}, 1 GiB)")
+    parser.add_argument("--precision", choices=REQUESTS, default="auto",
+                        help="encoder precision: auto (default) runs bf16/int8 only on a CPU that has them natively "
+                             "and where the model folder records them passing the fidelity gate, else f32")
     parser.add_argument("--cache-dir", default=None,
                         help="OpenVINO compiled-model cache (default: MODELS/ov_cache; '' disables it)")
     return parser
@@ -138,7 +142,7 @@ def _main(argv: list[str] | None) -> int:
     cache_dir, warning = _cache_dir(args.cache_dir, args.models) if args.backend == "openvino" else (None, None)
     if warning:
         print(warning, file=sys.stderr)
-    segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes)
+    segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes, args.precision)
     progress, write = _progress()
 
     def report(result: CaseResult) -> None:

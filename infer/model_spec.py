@@ -51,9 +51,15 @@ class ModelSpec:
     source: str
     raw: dict[str, Any]
 
-    def model_file(self, part: str, backend: str) -> Path:
-        """Path of the ``encoder``/``decoder`` file for ``backend`` (``openvino``/``onnxruntime``)."""
+    def model_file(self, part: str, backend: str, precision: str = "f32") -> Path:
+        """Path of the ``encoder``/``decoder`` file for ``backend`` (``openvino``/``onnxruntime``);
+        an ``int8`` encoder is its own file, listed under ``precisions.int8.files`` (a part
+        without one there runs from its f32 file)."""
         key = "onnx" if backend == "onnxruntime" else "openvino"
+        if precision == "int8":
+            quantized = self.raw.get("precisions", {}).get("int8", {}).get("files", {}).get(part, {})
+            if key in quantized:
+                return self.folder / quantized[key]
         return self.folder / self.files[part][key]
 
 

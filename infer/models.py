@@ -6,6 +6,7 @@ arrives, so a run over 2D cases never compiles the PET model.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from infer.errors import ModelError
 from infer.model_spec import ModelSpec, load_model_spec
+from infer.precision import choose_precision, cpu_flags
 from infer.session import Session, open_session
 
 __all__ = ["LoadedModel", "ModelPool", "load_model"]
@@ -20,18 +22,25 @@ __all__ = ["LoadedModel", "ModelPool", "load_model"]
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model folder's sidecar with its compiled encoder and decoder."""
+    """A model folder's sidecar with its compiled encoder and decoder, and the precision the
+    encoder runs in (:mod:`infer.precision`; the decoder, a small part of the time, stays f32)."""
 
     spec: ModelSpec
     encoder: Session
     decoder: Session
+    precision: str = "f32"
 
 
-def load_model(folder: Path, backend: str, threads: int, cache_dir: Path | None = None) -> LoadedModel:
-    """Read ``folder``'s sidecar and compile its encoder and decoder for ``backend``.
+def load_model(folder: Path, backend: str, threads: int, cache_dir: Path | None = None,
+               precision: str = "f32") -> LoadedModel:
+    """Read ``folder``'s sidecar and compile its encoder and decoder for ``backend``;
+    ``precision`` is a request (``auto``, ``f32``, ``bf16``, ``int8``) resolved for this CPU
+    and this folder by :func:`infer.precision.choose_precision` (a warning goes to stderr when an
+    explicit request lacks CPU support or a passed gate; onnxruntime runs f32 only).
 
     Raises:
-        ModelError: missing folder, bad sidecar, missing model files, runtime rejection.
+        ModelError: missing folder, bad sidecar, missing model files, runtime rejection, a
+            precision the backend cannot run.
     """
     if not folder.is_dir():
         raise ModelError(f"{folder}: model folder not found")
@@ -39,14 +48,34 @@ def load_model(folder: Path, backend: str, threads: int, cache_dir: Path | None 
         spec = load_model_spec(folder)
     except (FileNotFoundError, ValueError) as exc:
         raise ModelError(str(exc)) from None
+    if backend != "openvino" and precision in ("auto", "f32"):
+        chosen = "f32"
+    else:
+        try:
+            chosen, warning = choose_precision(precision, spec, cpu_flags())
+        except ValueError as exc:
+            raise ModelError(f"{folder}: {exc}") from None
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     try:
-        paths = [spec.model_file(part, backend) for part in ("encoder", "decoder")]
+        paths = [spec.model_file(part, backend, chosen) for part in ("encoder", "decoder")]
     except KeyError as exc:
         raise ModelError(f"{folder / 'model.json'}: 'files' lacks {exc}") from None
+    if chosen == "int8" and paths[0] == spec.model_file("encoder", backend):
+        raise ModelError(f"{folder / 'model.json'}: no int8 encoder (model.json lists none under precisions.int8.files)")
     # The runtimes release the GIL while compiling: both parts at once halve the start-up cost.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        encoder, decoder = pool.map(lambda path: open_session(path, backend, threads, cache_dir), paths)
-    return LoadedModel(spec, encoder, decoder)
+        encoder, decoder = pool.map(lambda part_path: _open(part_path, backend, threads, cache_dir, chosen),
+                                    zip(("encoder", "decoder"), paths))
+    return LoadedModel(spec, encoder, decoder, chosen)
+
+
+def _open(part_path: tuple[str, Path], backend: str, threads: int, cache_dir: Path | None, precision: str) -> Session:
+    part, path = part_path
+    try:
+        return open_session(path, backend, threads, cache_dir, precision if part == "encoder" else "f32")
+    except ValueError as exc:
+        raise ModelError(f"{path}: {exc}") from None
 
 
 class ModelPool:
@@ -56,11 +85,13 @@ class ModelPool:
     :meth:`prefetch` starts loading in a background thread (the caller meanwhile reads its case).
     """
 
-    def __init__(self, models_dir: Path, backend: str, threads: int, cache_dir: Path | None = None) -> None:
+    def __init__(self, models_dir: Path, backend: str, threads: int, cache_dir: Path | None = None,
+                 precision: str = "auto") -> None:
         self.models_dir = models_dir
         self.backend = backend
         self.threads = threads
         self.cache_dir = cache_dir
+        self.precision = precision
         self._loaded: dict[str, LoadedModel | ModelError] = {}
         self._loading: dict[str, threading.Thread] = {}
 
@@ -69,7 +100,7 @@ class ModelPool:
 
     def _load(self, name: str) -> None:
         try:
-            self._loaded[name] = load_model(self.folder(name), self.backend, self.threads, self.cache_dir)
+            self._loaded[name] = load_model(self.folder(name), self.backend, self.threads, self.cache_dir, self.precision)
         except ModelError as exc:
             self._loaded[name] = exc
         except Exception as exc:  # surfaces in get(), in the thread of the case that needs it

@@ -41,6 +41,7 @@ class CaseResult:
     shape: tuple[int, ...] = ()
     boxes: int = 0
     stats: CallStats = field(default_factory=CallStats)
+    precision: str = "f32"
 
 
 def segment_case(case: Case, route: Route, predictor: SlicePredictor, margin: float,
@@ -97,5 +98,5 @@ def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: f
     finally:
         result.seconds, result.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if predictor is not None:
-            result.stats = predictor.stats
+            result.stats, result.precision = predictor.stats, predictor.model.precision
     return result

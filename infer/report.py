@@ -19,7 +19,10 @@ def log_line(result: CaseResult) -> str:
     """One line for a finished case: route, shape, work done, seconds, then any repairs."""
     route = result.route
     modality = parse_case_name(result.path).modality or "unknown modality"
-    where = f"{route.dimension} {modality} -> {route.model} ({route.strategy})" if route else ""
+    where = ""
+    if route is not None:
+        how = route.strategy if result.precision == "f32" else f"{route.strategy}, {result.precision}"
+        where = f"{route.dimension} {modality} -> {route.model} ({how})"
     shape = "x".join(str(s) for s in result.shape)
     text = (f"{result.path.name}: {where}, {shape}, {result.boxes} boxes, {result.stats.encoder_calls} encoder "
             f"calls, {result.stats.decoded_boxes} decoded boxes, {result.seconds:.2f} s")

@@ -42,6 +42,9 @@ class Segmenter:
         cache_dir: OpenVINO compiled-model cache folder (None: no cache).
         max_array_bytes: the largest input array :meth:`run_folder` inflates (checked from the NPY
             header first, so a small file declaring gigabytes costs nothing).
+        precision: the encoders' precision, ``auto`` (f32 unless this CPU runs a lower precision
+            natively and the model folder records it passing the fidelity gate), ``f32``,
+            ``bf16`` or ``int8`` (:mod:`infer.precision`).
 
     Raises:
         RoutingError: the routing table file is unreadable or invalid.
@@ -49,11 +52,11 @@ class Segmenter:
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS, routing: str | Path | RoutingTable = DEFAULT_ROUTING,
                  backend: str = "openvino", threads: int | None = None, cache_dir: str | Path | None = None,
-                 max_array_bytes: int = MAX_ARRAY_BYTES) -> None:
+                 max_array_bytes: int = MAX_ARRAY_BYTES, precision: str = "auto") -> None:
         self.max_array_bytes = max_array_bytes
         self.table = routing if isinstance(routing, RoutingTable) else load_routing(routing)
         self.pool = ModelPool(Path(models_dir), backend, threads or host_threads(),
-                              None if cache_dir is None else Path(cache_dir))
+                              None if cache_dir is None else Path(cache_dir), precision)
 
     def route(self, dimension: Dimension, modality: str | None) -> Route:
         """The route for a case of ``dimension`` and ``modality`` (any accepted spelling; None or

@@ -87,10 +87,12 @@ def _require_ir(path: Path) -> None:
 class OpenVINOSession:
     """An OpenVINO CPU compiled model with one infer request."""
 
-    def __init__(self, path: Path, threads: int, cache_dir: Path | None = None) -> None:
+    def __init__(self, path: Path, threads: int, cache_dir: Path | None = None, precision: str = "f32") -> None:
         _require_ir(path)
         core = _openvino_core(cache_dir)
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+        # int8 lives in the quantized IR itself; its other operations stay f32
+        hint = "bf16" if precision == "bf16" else "f32"
+        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint,
                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         try:
             self._compiled = core.compile_model(str(path), "CPU", config)  # type: ignore[attr-defined]
@@ -126,17 +128,20 @@ class OnnxRuntimeSession:
         return dict(zip(self.output_names, self._session.run(self.output_names, feeds)))
 
 
-def open_session(path: Path, backend: str, threads: int, cache_dir: Path | None = None) -> Session:
-    """Compile the model file ``path`` for ``backend`` (``openvino`` or ``onnxruntime``).
+def open_session(path: Path, backend: str, threads: int, cache_dir: Path | None = None, precision: str = "f32") -> Session:
+    """Compile the model file ``path`` for ``backend`` (``openvino`` or ``onnxruntime``);
+    ``precision`` (:mod:`infer.precision`) other than f32 is OpenVINO's only.
 
     Raises:
-        ValueError: unknown backend.
+        ValueError: unknown backend, or a precision the backend does not run.
         ModelError: the file is missing or the runtime rejects it.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not one of {list(BACKENDS)}")
+    if backend != "openvino" and precision != "f32":
+        raise ValueError(f"precision {precision} needs the openvino backend ({backend} runs f32 only)")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     if backend == "openvino":
-        return OpenVINOSession(path, threads, cache_dir)
+        return OpenVINOSession(path, threads, cache_dir, precision)
     return OnnxRuntimeSession(path, threads)

@@ -65,7 +65,9 @@ class Rule:
     interpolation (:mod:`infer.interpolate`) for a box whose two masks agree (Dice >=
     ``agree_dice`` and area ratio >= ``agree_area``), and for any other box encoded and
     decoded one by one as with stride 1, after which the far slice is decoded again from its
-    neighbour's prompt: where every gap disagrees the result is stride 1's exactly."""
+    neighbour's prompt: where every gap disagrees the result is stride 1's exactly. With
+    ``quadratic`` the fill also uses the box's decoded slice before the gap's (see
+    :func:`infer.interpolate.interpolate_masks`)."""
 
     on_empty: Literal["home", "stop"] = "home"
     grow: float = 0.0
@@ -77,6 +79,7 @@ class Rule:
     stride: int = 1
     agree_dice: float = 0.9
     agree_area: float = 0.8
+    quadratic: bool = True
 
     def __post_init__(self) -> None:
         if self.stride < 1:
@@ -95,8 +98,9 @@ class Track:
     """One box being propagated: output ``label``, its slice range, the 2D box ``home`` (x_min,
     y_min, x_max, y_max) on every slice, the start slice ``z_mid``, the prompt for the next slice
     of the current sweep, the crop ``window`` it is decoded on (None: the whole slice), whether
-    it has ``stopped`` for the rest of the sweep, and its last decoded slice and mask (``last_z``,
-    ``last_mask``; the start slice's are kept as ``mid_mask`` for the downward sweep)."""
+    it has ``stopped`` for the rest of the sweep, and its last two decoded slices and masks
+    (``last_*``, ``before_*``; the first two of the upward sweep are kept as ``start_nodes`` to
+    begin the downward one)."""
 
     label: int
     home: np.ndarray
@@ -110,6 +114,9 @@ class Track:
     stopped: bool = False
     last_z: int | None = None
     last_mask: RegionMask | None = None
+    before_z: int | None = None
+    before_mask: RegionMask | None = None
+    start_nodes: list[tuple[int, RegionMask | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -259,7 +266,7 @@ def _decode_slice(state: PropagationState, predictor: SlicePredictor, z: int, tr
         for i, mask in zip(group, found):
             track = tracks[i]
             track.prompt = _next_prompt(mask, track.home, margin, shape, state.rule)
-            track.last_z, track.last_mask = z, mask
+            track.before_z, track.before_mask, track.last_z, track.last_mask = track.last_z, track.last_mask, z, mask
             masks[i] = mask
     return masks
 
@@ -277,7 +284,7 @@ def _key_step(state: PropagationState, predictor: SlicePredictor, z: int, gap: l
     tracks = [t for t in state.tracks if _active(t, z, reverse) and not t.stopped]
     if not tracks:
         return
-    before = [(t.last_z, t.last_mask, t.prompt) for t in tracks]
+    before = [(t.last_z, t.last_mask, t.prompt, t.before_z, t.before_mask) for t in tracks]
     own = {i: [g for g in gap if _active(t, g, reverse)] for i, t in enumerate(tracks)}
     keep: dict[Window | None, ImageState] | None = {} if any(own.values()) else None
     masks = _decode_slice(state, predictor, z, tracks, reverse, later, keep=keep)
@@ -286,11 +293,13 @@ def _key_step(state: PropagationState, predictor: SlicePredictor, z: int, gap: l
     for i, track in enumerate(tracks):
         if not own[i]:
             continue
-        last_z, last_mask, prompt = before[i]
+        last_z, last_mask, prompt, before_z, before_mask = before[i]
         assert last_z is not None, "a gap always follows a decoded slice of its box"
         if _agree(state, last_mask, masks[i]):
             fractions = [(g - last_z) / (z - last_z) for g in own[i]]
-            for g, mask in zip(own[i], interpolate_masks(last_mask, masks[i], fractions)):
+            third = state.rule.quadratic and before_mask is not None and last_mask is not None
+            at = (before_z - last_z) / (z - last_z) if third else -1.0  # type: ignore[operator]
+            for g, mask in zip(own[i], interpolate_masks(last_mask, masks[i], fractions, before_mask if third else None, at)):
                 filled[g][i] = mask
         else:
             track.prompt = prompt
@@ -309,11 +318,22 @@ def _key_step(state: PropagationState, predictor: SlicePredictor, z: int, gap: l
     for i, track in enumerate(tracks):
         if not reverse and z == track.z_mid:
             track.mid_prompt, track.mid_mask = track.prompt, masks[i]
+            track.start_nodes = [(z, masks[i])]
+        elif not reverse and len(track.start_nodes) == 1:  # the decoded slice next to the start
+            nearest = own[i][0] if i in redo else z
+            track.start_nodes.append((nearest, filled[nearest][i] if i in redo else masks[i]))
         track.stopped = stop and masks[i] is None and z != track.z_mid
     for g in gap:
         if any(g in own_gap for own_gap in own.values()):
             yield g, [(tracks[i].label, m) for i, m in sorted(filled[g].items()) if m is not None]
     yield z, [(t.label, masks[i]) for i, t in enumerate(tracks) if masks[i] is not None]  # type: ignore[misc]
+
+
+def _downward_nodes(track: Track) -> list[tuple[int | None, RegionMask | None]]:
+    """The two decoded slices the downward sweep starts from: the start slice (its final mask)
+    and the next one the upward sweep decoded (none when the box has one slice)."""
+    nodes: list[tuple[int | None, RegionMask | None]] = [(z, m) for z, m in track.start_nodes[1:2]]
+    return [(None, None)] * (1 - len(nodes)) + nodes + [(track.z_mid, track.mid_mask)]
 
 
 def propagate(state: PropagationState, predictor: SlicePredictor,
@@ -332,9 +352,10 @@ def propagate(state: PropagationState, predictor: SlicePredictor,
         track.stopped = False
         if reverse:
             track.prompt = track.home.copy() if track.mid_prompt is None else track.mid_prompt
-            track.last_z, track.last_mask = track.z_mid, track.mid_mask
+            (track.before_z, track.before_mask), (track.last_z, track.last_mask) = _downward_nodes(track)
         else:
-            track.last_z, track.last_mask = None, None
+            track.last_z, track.last_mask, track.before_z, track.before_mask = None, None, None, None
+            track.start_nodes = []
     order = _slices(state, reverse)
     keys = _key_slices(state, order, reverse)
     later = set(_slices(state, reverse=True)) if not reverse else set()

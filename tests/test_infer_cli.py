@@ -308,3 +308,15 @@ def test_only_the_models_a_case_needs_are_loaded(tmp_path, capsys, tiny_models):
     for line, path in zip(errors, xrays):
         assert line.startswith(f"error: {path}: {broken / 'model.json'}: not valid JSON")
     assert [p.name for p in (tmp_path / "out2").iterdir()] == ["2DBox_US_0001.npz"]
+
+
+def test_precision_is_a_choice_and_a_missing_int8_encoder_fails_the_case_by_name(tmp_path, capsys, tiny_models):
+    box = np.array([[10, 10, 40, 40]])
+    save_case(tmp_path / "in", "2DBox_US_0001.npz", imgs=np.full((64, 64, 3), 100, np.uint8), boxes=box)
+    code, out, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--precision", "int8")
+    assert code == 1
+    assert "2DBox_US_0001.npz" in err and "no int8 encoder (model.json lists none under precisions.int8.files)" in err
+    assert not (tmp_path / "out" / "2DBox_US_0001.npz").exists()
+    with pytest.raises(SystemExit):
+        run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models, "--precision", "fp16")
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err

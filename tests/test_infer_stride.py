@@ -121,3 +121,15 @@ def test_never_agreeing_gives_stride_one_exactly_on_a_real_looking_case():
 def test_stride_must_be_positive():
     with pytest.raises(ValueError, match="stride must be >= 1"):
         Rule(stride=0)
+
+
+def test_the_quadratic_follows_a_sphere_where_the_straight_line_falls_inside():
+    # cross-sections of a sphere of radius 40 at heights 20, 30, 38 (radius sqrt(40^2 - h^2));
+    # at height 34 the true radius is 21.07, the straight line between 30 and 38 gives 19.5
+    radius = {h: np.sqrt(40 ** 2 - h ** 2) for h in (20, 30, 34, 38)}
+    before, a, b = (_disc(radius[h]) for h in (20, 30, 38))
+    (linear,) = interpolate_masks(a, b, [0.5])
+    (quadratic,) = interpolate_masks(a, b, [0.5], before=before, before_at=-10 / 8)
+    truth = np.pi * radius[34] ** 2
+    assert abs(_canvas(quadratic).sum() - truth) < abs(_canvas(linear).sum() - truth) / 2
+    assert mask_agreement(quadratic, _disc(radius[34]))[0] > mask_agreement(linear, _disc(radius[34]))[0]
