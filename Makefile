@@ -10,14 +10,21 @@ OFFICIAL := work_dir/litemedsam
 ROUTING := infer/routing_official.json
 
 .PHONY: test test-fast lint demo setup setup-runtime setup-train models real-cases
-setup: $(VENV)/.installed
-setup-runtime: $(VENV)/.runtime
-setup-train: $(VENV)/.train
+setup: $(VENV)/.installed $(VENV)/.project
+setup-runtime: $(VENV)/.runtime $(VENV)/.project
+setup-train: $(VENV)/.train $(VENV)/.project
 models: $(OFFICIAL)/model.json
 real-cases: $(REAL)/imgs
 
 $(VENV)/.venv-created:
 	python3 -m venv $(VENV)
+	touch $@
+
+# The project itself, editable and without dependencies (the requirements files pin those): its
+# packages then import from any working directory, so the script paths (evaluation/compute_metrics.py,
+# train/train_one_gpu.py, bench/*.py) run as files. Again when pyproject.toml changes its packages.
+$(VENV)/.project: $(VENV)/.venv-created pyproject.toml
+	$(PIP) --no-deps -e .
 	touch $@
 
 # Runtime + evaluation only (no torch): what inference and scoring need.
@@ -60,7 +67,7 @@ test-fast: lint models real-cases
 
 # The main job: the official LiteMedSAM on the synthetic demo cases and on the real cases,
 # scored separately, with pictures.
-demo: models real-cases
+demo: $(VENV)/.project models real-cases
 	@test -d $(DEMO)/imgs || $(PY) -m test_demo.generate --out $(DEMO)
 	INPUT_DIR=$(DEMO)/imgs OUTPUT_DIR=$(DEMO)/segs PYTHON=$(PY) INFER_ARGS="--routing $(ROUTING)" sh predict.sh
 	INPUT_DIR=$(REAL)/imgs OUTPUT_DIR=$(REAL)/segs PYTHON=$(PY) INFER_ARGS="--routing $(ROUTING)" sh predict.sh

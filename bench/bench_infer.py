@@ -40,12 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.process_run import run_measured
+from challenge.names import parse_case_name
+from infer.routing import DEFAULT_ROUTING, load_routing
+from test_demo.generate import BENCHMARK_WORKLOAD, case_seed, generate_case, write_case
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from evaluation.process_run import run_measured  # noqa: E402
-from challenge.names import parse_case_name  # noqa: E402
-from infer.routing import DEFAULT_ROUTING, load_routing  # noqa: E402
-from test_demo.generate import BENCHMARK_WORKLOAD, case_seed, generate_case, write_case  # noqa: E402
 
 RANDOM_MODELS = {"litemedsam": ("litemedsam", 0), "litemedsam_finetuned": ("litemedsam", 1),
                  "efficientsam_vitt": ("efficientsam_vitt", 0)}
@@ -60,7 +60,7 @@ def _export_random_models(models: Path, table) -> None:
         arch, seed = RANDOM_MODELS.get(name, (table.models[name], 0))
         print(f"exporting random-init {arch} seed {seed} -> {models / name}", flush=True)
         subprocess.run([sys.executable, "-m", "train.export", "--arch", arch, "--random-init", "--seed", str(seed),
-                        "--out", str(models / name)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+                        "--out", str(models / name)], check=True, stdout=subprocess.DEVNULL)
 
 
 def _generate(cases_dir: Path, wanted: set[str] | None) -> list[Path]:
@@ -80,12 +80,11 @@ def _generate(cases_dir: Path, wanted: set[str] | None) -> list[Path]:
 _LATENCY_CHILD = """
 import json, sys, time
 import numpy as np
-sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from infer.models import load_model
 from infer.predictor import SlicePredictor
-folder, backend, cache = Path(sys.argv[2]), sys.argv[3], sys.argv[5]
-threads, repeats = int(sys.argv[4]), int(sys.argv[6])
+folder, backend, cache = Path(sys.argv[1]), sys.argv[2], sys.argv[4]
+threads, repeats = int(sys.argv[3]), int(sys.argv[5])
 model = load_model(folder, backend, threads, Path(cache) if cache else None)
 predictor = SlicePredictor(model)
 image = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
@@ -109,8 +108,8 @@ print(json.dumps({"encoder_s": encoder, "decoder_per_box_s": decoder, "encoder_c
 
 def _latency(folder: Path, backend: str, threads: int, cache: Path | None, repeats: int) -> dict[str, float]:
     """Isolated encoder latency and one-box decoder latency of a model, in a fresh process."""
-    out = subprocess.run([sys.executable, "-c", _LATENCY_CHILD, str(REPO), str(folder), backend, str(threads),
-                          str(cache or ""), str(repeats)], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _LATENCY_CHILD, str(folder), backend, str(threads), str(cache or ""),
+                          str(repeats)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.models / "ov_cache" if args.backend == "openvino" else None
     if cache is not None:
         subprocess.run([sys.executable, "-m", "infer.warm_cache", "--models", str(args.models), "--cache-dir",
-                        str(cache)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+                        str(cache)], check=True, stdout=subprocess.DEVNULL)
     cases = _generate(args.out / "cases", set(filter(None, args.cases.split(","))) or None)
     results = []
     header = (f"{'case':28} {'shape':>16} {'boxes':>5} {'wall s':>8} {'1st enc s':>9} {'enc calls':>9} "

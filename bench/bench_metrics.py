@@ -16,7 +16,6 @@ import argparse
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.cases import load_key  # noqa: E402
-from evaluation.scoring import evaluate_case, evaluate_folder, list_cases  # noqa: E402
+from evaluation.cases import load_key
+from evaluation.scoring import evaluate_case, evaluate_folder, list_cases
 
 # name, shape, labels, object radius range (voxels / pixels), spacing (3D only)
 WORKLOAD = [

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,10 +21,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from infer.model_spec import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT  # noqa: E402
-from train.export import Source, export_model  # noqa: E402
-from train.models import ARCHITECTURES, get_architecture  # noqa: E402
+from infer.model_spec import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from train.export import Source, export_model
+from train.models import ARCHITECTURES, get_architecture
 
 BOX_COUNTS = (1, 8, 64)
 

@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def phantom(shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(int16 HU volume, uint8 labels 1..6), both (D, H, W)."""
@@ -59,7 +57,7 @@ runpy.run_module('convert', run_name='__main__', alter_sys=True)
 def measured(arguments: list[str]) -> tuple[float, float, float]:
     """Run ``python -m convert ARGUMENTS``; return (wall s, CPU s, peak RSS MiB)."""
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", _WRAPPER, *arguments], cwd=REPO, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", _WRAPPER, *arguments], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if run.returncode != 0:
         raise RuntimeError(f"convert {' '.join(arguments)} failed: {run.stderr.strip()}")

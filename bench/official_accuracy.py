@@ -14,23 +14,21 @@ import argparse
 import contextlib
 import csv
 import hashlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from evaluation.metrics import score_case
+from infer import volume
+from infer.cases import load_case
+from infer.models import load_model
+from infer.pipeline import segment_case
+from infer.predictor import SlicePredictor
+from infer.routing import Route
 
-from evaluation.metrics import score_case  # noqa: E402
-from infer import volume  # noqa: E402
-from infer.cases import load_case  # noqa: E402
-from infer.models import load_model  # noqa: E402
-from infer.pipeline import segment_case  # noqa: E402
-from infer.predictor import SlicePredictor  # noqa: E402
-from infer.routing import Route  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 class MemoPredictor(SlicePredictor):

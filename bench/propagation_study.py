@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,17 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.official_accuracy import add_common_arguments, prompts_may_leave_the_box, write_rows  # noqa: E402
-from evaluation.metrics import score_case  # noqa: E402
-from infer import volume  # noqa: E402
-from infer.boxes import prepare_boxes  # noqa: E402
-from infer.models import load_model  # noqa: E402
-from infer.postprocess import RegionMask  # noqa: E402
-from infer.predictor import ImageState, SlicePredictor  # noqa: E402
-from infer.preprocess import geometry_for  # noqa: E402
+from evaluation.metrics import score_case
+from infer import volume
+from infer.boxes import prepare_boxes
+from infer.models import load_model
+from infer.postprocess import RegionMask
+from infer.predictor import ImageState, SlicePredictor
+from infer.preprocess import geometry_for
+# bench/ is no package: a script's own folder comes first on sys.path, so the scripts import each other by module name.
+from official_accuracy import add_common_arguments, prompts_may_leave_the_box, write_rows
 
 SIZE_CLASSES = ((0, 1000, "< 1k voxels"), (1000, 5000, "1k-5k"), (5000, 10**12, ">= 5k"))
 

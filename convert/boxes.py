@@ -113,13 +113,13 @@ def read_boxes_file(path: Path, ndim: int) -> tuple[np.ndarray, np.ndarray | Non
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            boxes, labels = _parse_csv(path, ndim)
+            rows, row_labels = _parse_csv(path, ndim)
         elif suffix == ".json":
-            boxes, labels = _parse_json(path, ndim)
+            rows, row_labels = _parse_json(path, ndim)
         else:
             raise ValueError("unknown boxes file format; expected .csv or .json")
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 2 * ndim)
-        labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        boxes = np.asarray(rows, dtype=np.float64).reshape(-1, 2 * ndim)
+        labels = None if row_labels is None else np.asarray(row_labels, dtype=np.int64)
     except (ValueError, TypeError, KeyError, OSError, csv.Error) as exc:
         raise ConversionError(path, str(exc)) from None
     if boxes.shape[0] == 0:

@@ -52,7 +52,7 @@ def reorient(image: sitk.Image, code: str | None) -> sitk.Image:
 
 def geometry_record(image: sitk.Image) -> dict[str, Any]:
     """JSON-able grid of ``image``: ITK-order ``size``, ``spacing``, ``origin``, row-major ``direction``."""
-    record = {
+    record: dict[str, Any] = {
         "size": list(image.GetSize()),
         "spacing": list(image.GetSpacing()),
         "origin": list(image.GetOrigin()),

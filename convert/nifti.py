@@ -8,11 +8,11 @@ Headers that do not parse are left to ITK, which reports them.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import struct
 import zlib
 from pathlib import Path
-from typing import IO
 
 from convert.errors import ConversionError
 
@@ -40,7 +40,7 @@ def _expected_bytes(header: bytes) -> int | None:
     return None
 
 
-def _length(handle: IO[bytes], first: bytes) -> int:
+def _length(handle: io.BufferedIOBase, first: bytes) -> int:
     size = len(first)
     while chunk := handle.read(_CHUNK):
         size += len(chunk)
@@ -66,7 +66,7 @@ def check_nifti_complete(path: Path) -> None:
         _check(path, handle)
 
 
-def _check(path: Path, handle: IO[bytes]) -> None:
+def _check(path: Path, handle: io.BufferedIOBase) -> None:
     try:
         first = handle.read(540)
         expected = _expected_bytes(first)

@@ -126,7 +126,8 @@ def _quietly(function, *args):
 
 def _check_slices(folder: Path, files: tuple[str, ...]) -> None:
     """Raise unless the files stack into a regular volume (see the module docstring)."""
-    origins, first = [], None
+    origins: list[tuple[float, ...]] = []
+    first: tuple[tuple[int, ...], list[float]] | None = None
     for name in files:
         info = sitk.ImageFileReader()
         info.SetFileName(name)
@@ -142,11 +143,11 @@ def _check_slices(folder: Path, files: tuple[str, ...]) -> None:
                 folder, f"slice {Path(name).name} has size/orientation {header}, unlike the first slice {first}"
             )
         origins.append(info.GetOrigin())
-    if len(files) < 2:
+    if first is None or len(files) < 2:
         return
     normal = np.asarray(first[1], dtype=np.float64).reshape(3, 3)[:, 2]
-    origins = np.asarray(origins, dtype=np.float64)
-    along = origins @ normal
+    positions = np.asarray(origins, dtype=np.float64)
+    along = positions @ normal
     gaps = np.diff(along)
     if gaps.min() <= 1e-6:
         raise ConversionError(folder, "DICOM series has duplicate slice positions")
@@ -157,6 +158,6 @@ def _check_slices(folder: Path, files: tuple[str, ...]) -> None:
             f"missing or unevenly spaced DICOM slices: gaps between slice positions range from "
             f"{gaps.min():.4g} to {gaps.max():.4g} mm",
         )
-    shear = origins - origins[0] - np.outer(along - along[0], normal)
+    shear = positions - positions[0] - np.outer(along - along[0], normal)
     if np.linalg.norm(shear, axis=1).max() > _GAP_TOLERANCE * min(spacing[:2]):
         raise ConversionError(folder, "DICOM slices are not stacked along the slice normal (gantry tilt?)")

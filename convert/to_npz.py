@@ -95,10 +95,12 @@ def convert_to_npz(
     array = sitk.GetArrayViewFromImage(image)
     imgs, intensity_record = _intensities(image_path, array, kind, modality, intensity, window)
     gts = None
+    values: np.ndarray | None  # the label value of each box; a boxes file may have none
     if labels_path is not None:
         gts, values = _labels(Path(labels_path), source, kind, orient)
         tight = boxes_from_labels(gts)
     else:
+        assert boxes_path is not None  # exactly one of the two, checked above
         tight, values = _file_boxes(Path(boxes_path), box_coords, source, image, orient)
     boxes = grow_boxes(tight, image.GetSize(), margin, margin_z)
 

@@ -56,7 +56,11 @@ def npz_writer(**arrays: np.ndarray) -> Writer:
 
 def json_writer(data: dict[str, Any]) -> Writer:
     """Writer of ``data`` as indented JSON."""
-    return lambda path: path.write_text(json.dumps(data, indent=2) + "\n")
+
+    def write(path: Path) -> None:
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+    return write
 
 
 def image_writer(image: sitk.Image) -> Writer:

@@ -13,13 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from challenge.atomic import writable_file  # noqa: E402
-from challenge.interrupt import run_interruptible  # noqa: E402
-from evaluation.scoring import evaluate_folder, list_cases, write_metrics_csv  # noqa: E402
-from evaluation.summary import format_table, summarise, summary_path, write_summary_csv  # noqa: E402
+from challenge.atomic import writable_file
+from challenge.interrupt import run_interruptible
+from evaluation.scoring import evaluate_folder, list_cases, write_metrics_csv
+from evaluation.summary import format_table, summarise, summary_path, write_summary_csv
 
 _TRUE, _FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 

@@ -13,11 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from evaluation.timing import (docker_command, parse_memory, shell_command, time_folder,  # noqa: E402
-                               write_timing_csv)
+from evaluation.timing import docker_command, parse_memory, shell_command, time_folder, write_timing_csv
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REAL_CASES = REPO.parent / "shared" / "real-cases"
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 
 @pytest.fixture
 def real_mammography_case() -> Path:

@@ -51,7 +51,7 @@ def test_the_project_builds_a_wheel_of_our_packages(tmp_path):
     wheel, = (tmp_path / "dist").glob("medsam_laptop-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for expected in ("challenge/npz.py", "infer/segmenter.py", "infer/routing.json", "convert/__main__.py",
-                     "evaluation/compute_metrics.py", "train/export.py"):
+                     "evaluation/compute_metrics.py", "train/export.py", "assets/catalog.py"):
         assert expected in names
     assert not any(name.startswith("tests/") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

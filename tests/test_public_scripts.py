@@ -1,5 +1,5 @@
-"""The script paths users type from a checkout, without installing, work from the repository root
-and from any other working directory."""
+"""The script paths users type from a checkout work, in the project's venv (`make setup` installs the
+project editable), from the repository root and from any other working directory."""
 from __future__ import annotations
 
 import os

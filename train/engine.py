@@ -164,12 +164,14 @@ def _param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[
 
 
 def _rng_state() -> dict[str, Any]:
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    # legacy=False: the default tuple's MT19937 state as a dict, which numpy's stubs type (the tuple's is dict-or-tuple).
+    mt = np.random.get_state(legacy=False)
+    keys, pos = mt["state"]["key"], mt["state"]["pos"]
     version, state, py_gauss = random.getstate()
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                      "gauss": float(gauss)},
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(mt["has_gauss"]), "gauss": float(mt["gauss"])},
             "python": {"version": version, "state": list(state), "gauss": py_gauss}}
 
 
@@ -263,7 +265,7 @@ def _distribute(trainee: _Trainee, dist: DistContext, device: torch.device) -> n
 
 
 def _optimizer(params: list[nn.Parameter], config: TrainConfig, total_steps: int) -> tuple[torch.optim.AdamW, LambdaLR]:
-    optimizer = torch.optim.AdamW(_param_groups(params, config.weight_decay), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = torch.optim.AdamW(_param_groups(params, config.weight_decay), lr=config.resolved_lr(), betas=(0.9, 0.999), eps=1e-8)
     assert config.warmup_steps is not None  # filled in by _plan_data
     scheduler = LambdaLR(optimizer, partial(lr_factor, warmup=config.warmup_steps, total=total_steps,
                                             floor=config.min_lr_ratio))
@@ -330,7 +332,6 @@ class _Run:
         self.run_dir = _run_dir(config)
         self.config = config = replace(config, run_name=self.run_dir.name)
         self.unreachable = sorted(unreachable)
-        self.log: RunLog | None = None
 
     def _check_same_data(self, run: dict[str, Any]) -> None:
         """A resumed run must see the same epochs: same training split, same global batch."""
@@ -379,6 +380,7 @@ class _Run:
         }
 
     def _open_run_folder(self) -> None:
+        """Rank 0's: the run folder and its config.json; sets ``self.info`` and ``self.log``, which only rank 0 has."""
         if self.config.resume:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         else:
@@ -414,8 +416,8 @@ class _Run:
         latest = self.run_dir / "latest.pth"
         self._checkpoint().save(latest)
         if self.lora is not None:
-            sha = self.info["pretrained_sha256"]
-            base = {"checkpoint": Path(self.config.pretrained_checkpoint).name, "sha256": sha} if sha else None
+            sha, pretrained = self.info["pretrained_sha256"], self.config.pretrained_checkpoint
+            base = {"checkpoint": Path(pretrained).name, "sha256": sha} if sha and pretrained else None
             with atomic_path(self.run_dir / "latest_adapters.pth") as tmp:
                 save_adapters(self.lora, tmp, self.config.arch, base)
         if best:

@@ -62,8 +62,8 @@ def verify_folder(model: PromptableSegmenter, image_size: int, folder: Path) -> 
         ref = {}
         for n in BOX_COUNTS:
             boxes = _random_boxes(rng, n, image_size)
-            masks, iou = model.decode(torch.from_numpy(ref_emb), torch.from_numpy(boxes))
-            ref[n] = (boxes, masks.numpy(), iou.numpy())
+            logits, scores = model.decode(torch.from_numpy(ref_emb), torch.from_numpy(boxes))
+            ref[n] = (boxes, logits.numpy(), scores.numpy())
     scale = float(np.abs(ref_emb).max())
     worst: dict[str, dict[str, float]] = {}
     failures = []

@@ -48,15 +48,15 @@ class QVLoRA(nn.Module):
         super().__init__()
         if rank < 1:
             raise ValueError(f"LoRA rank must be >= 1, got {rank}")
-        self.targets = [name for name, m in encoder.named_modules() if isinstance(m, WindowAttention)]
+        attentions = {name: m for name, m in encoder.named_modules() if isinstance(m, WindowAttention)}
+        self.targets = list(attentions)
         if not self.targets:
             raise ValueError(f"{type(encoder).__name__} has no TinyViT WindowAttention to adapt")
         self.rank, self.alpha = rank, float(alpha if alpha is not None else rank)
         self.scale = self.alpha / rank
         self._heads: list[tuple[int, int]] = []
         self.a_q, self.b_q, self.a_v, self.b_v = (nn.ParameterList() for _ in range(4))
-        for name in self.targets:
-            attn = encoder.get_submodule(name)
+        for attn in attentions.values():
             dim = attn.qkv.in_features
             self._heads.append((attn.num_heads, attn.key_dim))
             for a_list, b_list in ((self.a_q, self.b_q), (self.a_v, self.b_v)):
@@ -83,7 +83,7 @@ class QVLoRA(nn.Module):
         """Add the adapters' updates to ``encoder``'s qkv outputs (idempotent)."""
         self.detach()
         for i, name in enumerate(self.targets):
-            qkv = encoder.get_submodule(name).qkv
+            qkv = encoder.get_submodule(name).get_submodule("qkv")  # name "" when encoder is the attention itself
 
             def hook(_module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor, i: int = i) -> torch.Tensor:
                 x = inputs[0]

@@ -121,7 +121,10 @@ def _index_file(job: _Job) -> _Result:
         return _Result(job.source, [], bad=str(exc))
     labelled = np.flatnonzero(gts.reshape(gts.shape[0], -1).any(axis=1))
     rel = Path("data") / job.path.parent.parent.name / job.dataset / job.path.stem
-    images, label_maps, entries, vanished = [], [], [], 0
+    images: list[np.ndarray] = []
+    label_maps: list[np.ndarray] = []
+    entries: list[Entry] = []
+    vanished = 0
     label_dtype = np.uint8 if int(gts.max()) <= 255 else np.uint16
     for z in labelled:
         small_labels = _resize_labels(gts[z].astype(label_dtype), job.spec)

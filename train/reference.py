@@ -33,7 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from challenge.npz import read_npz, write_npz
-from train.models import build_model
+from train.models import PromptableSegmenter, build_model
 from train.models.sam import LiteMedSAM
 
 SIZE = 256
@@ -67,7 +67,9 @@ def _mask_box(mask_256: np.ndarray) -> np.ndarray:
 class Baseline:
     """The baseline's encode / decode steps on one PyTorch LiteMedSAM."""
 
-    def __init__(self, model: LiteMedSAM) -> None:
+    def __init__(self, model: PromptableSegmenter) -> None:
+        if not isinstance(model, LiteMedSAM):  # build_model's registry types every architecture alike
+            raise TypeError(f"the baseline runs a LiteMedSAM, not a {type(model).__name__}")
         self.model = model.eval()
 
     @torch.no_grad()

@@ -10,18 +10,14 @@ gloo on CPUs (``--device cpu``, for tests). ``-batch_size`` is per process: the 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file by torchrun: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch.distributed as torch_dist
 
-import torch.distributed as torch_dist  # noqa: E402
-
-from train.cache import CacheError  # noqa: E402
-from train.checkpoint import CheckpointError  # noqa: E402
-from train.config import config_from_argv  # noqa: E402
-from train.distributed import init_from_env  # noqa: E402
-from train.engine import fit  # noqa: E402
+from train.cache import CacheError
+from train.checkpoint import CheckpointError
+from train.config import config_from_argv
+from train.distributed import init_from_env
+from train.engine import fit
 
 
 def main(argv: list[str] | None = None) -> int:

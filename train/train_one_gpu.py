@@ -6,15 +6,11 @@ loop is :func:`train.engine.fit`.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file, like the public scripts: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.cache import CacheError  # noqa: E402
-from train.checkpoint import CheckpointError  # noqa: E402
-from train.config import config_from_argv  # noqa: E402
-from train.engine import fit  # noqa: E402
+from train.cache import CacheError
+from train.checkpoint import CheckpointError
+from train.config import config_from_argv
+from train.engine import fit
 
 
 def main(argv: list[str] | None = None) -> int:

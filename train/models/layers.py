@@ -131,6 +131,8 @@ class TwoWayTransformer(nn.Module):
 class RandomFourierPE(nn.Module):
     """SAM's random-Fourier positional encoding of normalised (x, y) coordinates."""
 
+    positional_encoding_gaussian_matrix: torch.Tensor  # a buffer (register_buffer below), declared to type as a Tensor
+
     def __init__(self, num_pos_feats: int) -> None:
         super().__init__()
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_pos_feats))

@@ -18,7 +18,8 @@ class PromptableSegmenter(nn.Module):
 
     mask_outputs: int
 
-    def __init__(self, encoder: nn.Module, prompt_encoder_class: type[nn.Module], decoder: nn.Module) -> None:
+    def __init__(self, encoder: TinyViT | efficient_sam.ImageEncoderViT, prompt_encoder_class: type[nn.Module],
+                 decoder: sam_heads.MaskDecoder | efficient_sam.MaskDecoder) -> None:
         super().__init__()
         side = encoder.embedding_size
         self.image_encoder = encoder
@@ -44,6 +45,9 @@ class LiteMedSAM(PromptableSegmenter):
     """TinyViT encoder + SAM prompt encoder and decoder; the single-mask token (M = 1)."""
 
     mask_outputs = 1
+    # The parts the base class stores, typed as this architecture builds them.
+    prompt_encoder: sam_heads.PromptEncoder
+    mask_decoder: sam_heads.MaskDecoder
 
     def __init__(self, encoder: TinyViT, decoder: sam_heads.MaskDecoder) -> None:
         super().__init__(encoder, sam_heads.PromptEncoder, decoder)
@@ -58,6 +62,9 @@ class EfficientSAM(PromptableSegmenter):
     """EfficientSAM ViT encoder and decoder; the three multimask outputs (M = 3)."""
 
     mask_outputs = 3
+    # The parts the base class stores, typed as this architecture builds them.
+    prompt_encoder: efficient_sam.PromptEncoder
+    mask_decoder: efficient_sam.MaskDecoder
 
     def __init__(self, encoder: efficient_sam.ImageEncoderViT, decoder: efficient_sam.MaskDecoder) -> None:
         super().__init__(encoder, efficient_sam.PromptEncoder, decoder)

@@ -5,6 +5,8 @@ official checkpoints carry them and load strictly.
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -42,7 +44,9 @@ class PromptEncoder(nn.Module):
     def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """boxes (B, 4) XYXY in model pixels -> (B, 2, C); +0.5 moves to pixel centres, as SAM does."""
         corners = self.pe_layer.points((boxes.float() + 0.5).reshape(-1, 2, 2), self.input_image_size)
-        return corners + torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight])[None]
+        # Embeddings 2 and 3: SAM's box corners (ModuleList items type as bare Modules).
+        top_left, bottom_right = (cast(nn.Embedding, self.point_embeddings[i]).weight for i in (2, 3))
+        return corners + torch.cat([top_left, bottom_right])[None]
 
     def dense_embedding(self) -> torch.Tensor:
         """(1, C, h, w) dense prompt when no mask is given (broadcasts over the batch)."""

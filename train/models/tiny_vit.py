@@ -77,6 +77,8 @@ class WindowAttention(nn.Module):
     ``qkv`` is laid out per head as [q, k, v] (docs/reference_systems.md section 2.2), which LoRA must respect.
     """
 
+    attention_bias_idxs: torch.Tensor  # a buffer (register_buffer below), declared to type as a Tensor
+
     def __init__(self, dim: int, num_heads: int, window: int) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -175,6 +177,7 @@ class TinyViT(nn.Module):
             # The merging into the last stage keeps the resolution (official: out_dim 320/448/576).
             stride = 1 if i == len(depths) - 2 else 2
             downsample = None if last else PatchMerging(res, dim, embed_dims[i + 1], stride)
+            blocks: list[nn.Module]  # MBConv in the first stage, TinyViTBlock in the others
             if i == 0:
                 blocks = [MBConv(dim, mbconv_expand_ratio) for _ in range(depth)]
             else:
