@@ -7,16 +7,18 @@ repaired without guessing is repaired and noted (integer or whole-number float i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from challenge.interactive import InteractiveCase, read_interactive_case
 from challenge.names import Dimension
 from challenge.npz import BOX_COLUMNS, BOX_LAYOUT, NpzError, open_npz
 from infer.errors import CaseError
 
-__all__ = ["MAX_ARRAY_BYTES", "MAX_BOXES", "Case", "check_case", "load_case"]
+__all__ = ["MAX_ARRAY_BYTES", "MAX_BOXES", "INTERACTIVE_KEYS", "Case", "check_case", "is_interactive",
+           "load_case", "load_interactive"]
 
 MAX_ARRAY_BYTES = 1 << 30
 """Largest input array inference inflates (``--max-array-bytes``): 1 GiB, four times the largest
@@ -156,3 +158,45 @@ def check_case(path: str | Path, dimension: Dimension, imgs: np.ndarray, boxes: 
     imgs = _as_uint8(path, imgs, notes)
     values = _check_boxes(path, dimension, boxes)
     return Case(path, dimension, imgs, values, notes)
+
+
+INTERACTIVE_KEYS = ("clicks", "clicks_order", "prev_pred")
+"""Keys only the CVPR 2025 interactive format has (docs/interactive.md)."""
+
+
+def is_interactive(path: str | Path) -> bool:
+    """Whether ``path`` is in the CVPR 2025 interactive format: it has clicks or a previous
+    prediction, or its ``boxes`` are pickled dicts (an object array, known from the NPY header
+    alone). An unreadable file is not: the 2024 reader then reports what is wrong with it."""
+    try:
+        with open_npz(path) as archive:
+            if any(key in archive.keys for key in INTERACTIVE_KEYS):
+                return True
+            if "boxes" not in archive.keys:
+                return False
+            with archive.member("boxes") as handle:
+                return archive.read_header("boxes", handle)[2].hasobject
+    except NpzError:
+        return False
+
+
+def load_interactive(path: str | Path, dimension: Dimension, max_member_bytes: int = MAX_ARRAY_BYTES
+                     ) -> tuple[InteractiveCase, list[str]]:
+    """Read an interactive-format case safely (:func:`challenge.interactive.read_interactive_case`:
+    a restricted unpickler for the dict members) and make its image uint8. A 2D case is a
+    one-slice volume (1, H, W): the format has no other 2D layout.
+
+    Raises:
+        CaseError: everything the reader refuses, a 2D case with more than one slice, image values
+            that do not fit uint8; one line naming the file.
+    """
+    path = Path(path)
+    try:
+        case = read_interactive_case(path, max_member_bytes)
+    except NpzError as exc:
+        raise CaseError(path, exc.problem) from None
+    if dimension == "2D" and case.imgs.shape[0] != 1:
+        raise CaseError(path, f"2D interactive 'imgs' must be one slice (1, H, W), got {case.imgs.shape}")
+    notes: list[str] = []
+    imgs = _as_uint8(path, case.imgs, notes)
+    return replace(case, imgs=imgs), notes

@@ -23,6 +23,7 @@ from challenge.atomic import writable_file
 from infer.cases import MAX_ARRAY_BYTES
 from infer.clock import since_process_start
 from infer.errors import RoutingError
+from infer.interactive import InteractiveOptions
 from infer.pipeline import CaseResult
 from infer.report import log_line, write_efficiency_csv
 from infer.routing import DEFAULT_ROUTING, load_routing
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "and where the model folder records them passing the fidelity gate, else f32")
     parser.add_argument("--cache-dir", default=None,
                         help="OpenVINO compiled-model cache (default: MODELS/ov_cache; '' disables it)")
+    parser.add_argument("--mask-prompt", action="store_true",
+                        help="interactive cases: give the clicked slice's previous mask as the mask prompt")
+    parser.add_argument("--refine-rounds", type=int, default=0, choices=range(0, 9), metavar="K",
+                        help="interactive cases: decode the clicked slice K more times with its own low-res "
+                             "mask as the mask prompt (default 0)")
     return parser
 
 
@@ -142,7 +148,8 @@ def _main(argv: list[str] | None) -> int:
     cache_dir, warning = _cache_dir(args.cache_dir, args.models) if args.backend == "openvino" else (None, None)
     if warning:
         print(warning, file=sys.stderr)
-    segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes, args.precision)
+    segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes, args.precision,
+                          InteractiveOptions(mask_prompt=args.mask_prompt, refine_rounds=args.refine_rounds))
     progress, write = _progress()
 
     def report(result: CaseResult) -> None:

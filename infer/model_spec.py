@@ -7,12 +7,20 @@ scaling, mask post-processing, tensor names) from it. Layout of a model folder::
         model.json
         encoder.onnx   encoder.xml + encoder.bin     (OpenVINO IR)
         decoder.onnx   decoder.xml + decoder.bin
+        decoder_points.onnx  decoder_points.xml + .bin   (optional: point and mask prompts)
 
 Encoder: input ``image`` (1, 3, S, S) float32 (already pre-processed), output
 ``image_embeddings`` (1, 256, 64, 64). Decoder: inputs ``image_embeddings`` (1, 256, 64, 64)
 and ``boxes`` (B, 4) float32 XYXY in model coordinates, B dynamic; outputs ``low_res_masks``
 (B, M, 256, 256) logits and ``iou_predictions`` (B, M), with M = ``mask_outputs`` (1 for
 LiteMedSAM, 3 for EfficientSAM).
+
+The optional points decoder (``files["decoder_points"]``; ``prompts`` lists what each decoder
+accepts) takes SAM's interactive inputs: ``image_embeddings``, ``point_coords`` (B, N, 2) xy in
+model coordinates, ``point_labels`` (B, N) float32 (1 foreground, 0 background, 2 / 3 box
+corners, -1 padding point), ``mask_input`` (B, 1, L, L) low-res logits and ``has_mask_input``
+(B,) 0 / 1; the same two outputs. The box decoder stays the one box prompts use, so box-only
+results do not depend on whether a folder has the points graph.
 """
 from __future__ import annotations
 
@@ -31,6 +39,8 @@ ENCODER_INPUT = "image"
 ENCODER_OUTPUT = "image_embeddings"
 DECODER_INPUTS = ("image_embeddings", "boxes")
 DECODER_OUTPUTS = ("low_res_masks", "iou_predictions")
+POINTS_DECODER = "decoder_points"
+POINTS_DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
 
 MaskSelection = Literal["single", "best_iou"]
 
@@ -50,6 +60,11 @@ class ModelSpec:
     trained: bool
     source: str
     raw: dict[str, Any]
+
+    @property
+    def accepts_points(self) -> bool:
+        """Whether the folder has the points decoder (clicks and mask prompts)."""
+        return POINTS_DECODER in self.files
 
     def model_file(self, part: str, backend: str, precision: str = "f32") -> Path:
         """Path of the ``encoder``/``decoder`` file for ``backend`` (``openvino``/``onnxruntime``);
@@ -100,7 +115,8 @@ def load_model_spec(folder: str | Path) -> ModelSpec:
             mask_outputs=_count(path, data, "mask_outputs"),
             mask_selection=mask_selection,
             low_res_size=_count(path, data, "low_res_size"),
-            files={part: dict(data["files"][part]) for part in ("encoder", "decoder")},
+            files={part: dict(data["files"][part]) for part in ("encoder", "decoder", POINTS_DECODER)
+                   if part in data["files"] or part != POINTS_DECODER},
             trained=bool(data["source"]["trained"]),
             source=str(data["source"]["description"]),
             raw=data,

@@ -2,7 +2,8 @@
 
 A model is a folder under the models directory (``work_dir/<name>``) described by its sidecar
 (:mod:`infer.model_spec`). :class:`ModelPool` loads a folder only when a case routed to it
-arrives, so a run over 2D cases never compiles the PET model.
+arrives, so a run over 2D cases never compiles the PET model. A folder's points decoder (clicks
+and mask prompts) compiles only when a case first asks for it, so box-only runs never pay for it.
 """
 from __future__ import annotations
 
@@ -12,23 +13,42 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from infer.errors import ModelError
-from infer.model_spec import ModelSpec, load_model_spec
+from infer.model_spec import POINTS_DECODER, ModelSpec, load_model_spec
 from infer.precision import choose_precision, cpu_flags
 from infer.session import Session, open_session
 
-__all__ = ["LoadedModel", "ModelPool", "load_model"]
+__all__ = ["LazySession", "LoadedModel", "ModelPool", "load_model"]
+
+
+class LazySession:
+    """A session compiled on its first :meth:`run` (thread-safe), for a graph few cases use."""
+
+    def __init__(self, path: Path, backend: str, threads: int, cache_dir: Path | None = None) -> None:
+        self._args = (path, backend, threads, cache_dir)
+        self._session: Session | None = None
+        self._lock = threading.Lock()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._lock:
+            if self._session is None:
+                self._session = open_session(*self._args)
+        return self._session.run(feeds)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model folder's sidecar with its compiled encoder and decoder, and the precision the
-    encoder runs in (:mod:`infer.precision`; the decoder, a small part of the time, stays f32)."""
+    """A model folder's sidecar with its compiled encoder and decoder, the precision the encoder
+    runs in (:mod:`infer.precision`; the decoders, a small part of the time, stay f32), and
+    ``points_decoder``, the point / mask prompt graph (None when the folder has none)."""
 
     spec: ModelSpec
     encoder: Session
     decoder: Session
     precision: str = "f32"
+    points_decoder: Session | None = None
 
 
 def load_model(folder: Path, backend: str, threads: int, cache_dir: Path | None = None,
@@ -67,7 +87,9 @@ def load_model(folder: Path, backend: str, threads: int, cache_dir: Path | None 
     with ThreadPoolExecutor(max_workers=2) as pool:
         encoder, decoder = pool.map(lambda part_path: _open(part_path, backend, threads, cache_dir, chosen),
                                     zip(("encoder", "decoder"), paths))
-    return LoadedModel(spec, encoder, decoder, chosen)
+    points = (LazySession(spec.model_file(POINTS_DECODER, backend), backend, threads, cache_dir)
+              if spec.accepts_points else None)
+    return LoadedModel(spec, encoder, decoder, chosen, points)
 
 
 def _open(part_path: tuple[str, Path], backend: str, threads: int, cache_dir: Path | None, precision: str) -> Session:

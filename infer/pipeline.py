@@ -5,6 +5,10 @@ spatial shape of ``imgs``; box k (0-based) is label k + 1 and a later box wins w
 overlap. It is written by :func:`challenge.npz.write_npz`: to a temporary name beside the target,
 then renamed, so a failed or interrupted case leaves no partial file; the zip entry has a fixed
 timestamp, so the same input gives the same bytes run after run.
+
+A case in the CVPR 2025 interactive format (boxes as dicts, clicks, ``prev_pred``; detected by
+its keys, :func:`infer.cases.is_interactive`) is one step of an interaction
+(:mod:`infer.interactive`); its ``segs`` has the image's (D, H, W) shape, class k label k + 1.
 """
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ import numpy as np
 
 from challenge.npz import write_npz
 from infer.boxes import prepare_boxes
-from infer.cases import MAX_ARRAY_BYTES, Case, load_case
+from infer.cases import MAX_ARRAY_BYTES, Case, is_interactive, load_case, load_interactive
 from infer.errors import CaseError
+from infer.interactive import InteractiveOptions, segment_interactive
 from infer.models import ModelPool
 from infer.predictor import CallStats, SlicePredictor
 from infer.routing import Route
@@ -69,10 +74,22 @@ def write_segs(path: Path, segs: np.ndarray) -> None:
         raise CaseError(path, f"cannot write the output ({exc.strerror or exc})") from None
 
 
+def _run_interactive(path: Path, route: Route, pool: ModelPool, margin: float, max_array_bytes: int,
+                     options: InteractiveOptions, result: CaseResult) -> tuple[np.ndarray, SlicePredictor]:
+    case, result.notes = load_interactive(path, route.dimension, max_array_bytes)
+    result.shape, result.boxes = case.imgs.shape, case.num_classes or 0
+    predictor = SlicePredictor(pool.get(route.model))
+    step = "box step" if case.clicks is None else "click step"
+    result.notes.append(f"interactive {step}" + (", no boxes" if case.boxes is None else ""))
+    return segment_interactive(predictor, case, margin, options), predictor
+
+
 def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: float,
-             cache_bytes: int = DEFAULT_CACHE_BYTES, max_array_bytes: int = MAX_ARRAY_BYTES) -> CaseResult:
+             cache_bytes: int = DEFAULT_CACHE_BYTES, max_array_bytes: int = MAX_ARRAY_BYTES,
+             interactive: InteractiveOptions = InteractiveOptions()) -> CaseResult:
     """Segment the case at ``path`` with ``route`` and write ``out_dir/<name>``; an input array
-    declaring more than ``max_array_bytes`` is refused before it is inflated.
+    declaring more than ``max_array_bytes`` is refused before it is inflated. An interactive-format
+    case runs one interaction step with the ``interactive`` options.
 
     Never raises for a bad case or model: the result carries the one-line error instead.
     """
@@ -80,11 +97,14 @@ def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: f
     result = CaseResult(path, ok=False, seconds=0.0, route=route)
     predictor: SlicePredictor | None = None
     try:
-        case = load_case(path, route.dimension, max_array_bytes)
-        result.notes, result.shape, result.boxes = list(case.notes), case.imgs.shape, len(case.boxes)
-        predictor = SlicePredictor(pool.get(route.model))
-        segs, notes = segment_case(case, route, predictor, margin, cache_bytes)
-        result.notes += notes
+        if is_interactive(path):
+            segs, predictor = _run_interactive(path, route, pool, margin, max_array_bytes, interactive, result)
+        else:
+            case = load_case(path, route.dimension, max_array_bytes)
+            result.notes, result.shape, result.boxes = list(case.notes), case.imgs.shape, len(case.boxes)
+            predictor = SlicePredictor(pool.get(route.model))
+            segs, notes = segment_case(case, route, predictor, margin, cache_bytes)
+            result.notes += notes
         write_segs(out_dir / path.name, segs)
         result.ok = True
     except CaseError as exc:

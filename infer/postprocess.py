@@ -18,7 +18,7 @@ import numpy as np
 
 from infer.preprocess import Geometry, PreprocessSpec
 
-__all__ = ["RegionMask", "valid_low_res", "axis_weights", "upsample_logits", "mask_from_logits"]
+__all__ = ["RegionMask", "valid_low_res", "axis_weights", "upsample_logits", "mask_from_logits", "mask_to_logits"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,19 @@ def mask_from_logits(logits: np.ndarray, valid: tuple[int, int], out_shape: tupl
     rows = _window(axis_weights(crop.shape[0], out_shape[0])[0], int(pos_rows[0]), int(pos_rows[-1]))
     cols = _window(axis_weights(crop.shape[1], out_shape[1])[0], int(pos_cols[0]), int(pos_cols[-1]))
     return RegionMask.tight(rows.start, cols.start, upsample_logits(crop, out_shape, rows, cols) > 0)
+
+
+def mask_to_logits(mask: np.ndarray, valid: tuple[int, int], low_res_size: int, scale: float) -> np.ndarray:
+    """The inverse direction, for a mask prompt: an (H, W) binary mask in original pixels ->
+    (L, L) float32 low-res logits, ``+scale`` inside, ``-scale`` outside and on the padding.
+
+    The mask is area-averaged onto the ``valid`` low-res region (the part that covers the image,
+    :func:`valid_low_res`), so a low-res pixel half covered gets logit 0; SAM feeds its own
+    low-res logits back the same way, with magnitudes of about 10 where it is sure.
+    """
+    import cv2
+
+    out = np.full((low_res_size, low_res_size), -scale, np.float32)
+    cover = cv2.resize(np.asarray(mask, np.float32), (valid[1], valid[0]), interpolation=cv2.INTER_AREA)
+    out[:valid[0], :valid[1]] = (2 * cover.reshape(valid) - 1) * scale
+    return out

@@ -4,22 +4,28 @@ Shape of SAM's ``SamPredictor``: :meth:`SlicePredictor.set_image` runs the encod
 embedding (an owned copy) and the image geometry; :meth:`SlicePredictor.predict` maps boxes from
 original pixels to model coordinates (the one place that does, via :mod:`infer.preprocess`),
 decodes all of them in one batched decoder call and turns the chosen low-res mask of each into a
-binary mask in original pixels (:mod:`infer.postprocess`). Strategies (2D, 3D propagation)
-receive a predictor; they never touch models or sessions.
+binary mask in original pixels (:mod:`infer.postprocess`). :meth:`SlicePredictor.predict_prompts`
+does the same for interactive prompts (clicks, an optional box and an optional low-res mask) on
+the model's points decoder. Strategies (2D, 3D propagation, interactive refinement) receive a
+predictor; they never touch models or sessions.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from infer.model_spec import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from infer.errors import ModelError
+from infer.model_spec import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, POINTS_DECODER,
+                              POINTS_DECODER_INPUTS)
 from infer.models import LoadedModel
-from infer.postprocess import RegionMask, mask_from_logits, valid_low_res
-from infer.preprocess import Geometry, boxes_to_model, box_scale, preprocess_image
+from infer.postprocess import RegionMask, mask_from_logits, mask_to_logits, valid_low_res
+from infer.preprocess import Geometry, boxes_to_model, box_scale, points_to_model, preprocess_image
+from infer.session import Session
 
-__all__ = ["CallStats", "ImageState", "SlicePredictor", "DEFAULT_MAX_BATCH"]
+__all__ = ["CallStats", "ImageState", "Prompt", "SlicePredictor", "DEFAULT_MAX_BATCH"]
 
 DEFAULT_MAX_BATCH = 8
 """Boxes per decoder call for callers that chunk (2D images with many boxes). Measured on the
@@ -53,6 +59,23 @@ class ImageState:
 
     embedding: np.ndarray
     geometry: Geometry
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One interactive prompt in original pixels of the current image: clicks ``points`` (N, 2)
+    xy with ``labels`` (N,) 1 foreground / 0 background, an optional ``box`` (4,) XYXY, and an
+    optional mask prompt ``mask`` (L, L) low-res logits in model space (a decoder output, or
+    :meth:`SlicePredictor.mask_prompt` of a binary mask)."""
+
+    points: np.ndarray
+    labels: np.ndarray
+    box: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+
+PADDING_LABEL = -1.0
+BOX_LABELS = (2.0, 3.0)
 
 
 class SlicePredictor:
@@ -137,3 +160,69 @@ class SlicePredictor:
         valid = valid_low_res(self.spec.preprocess, geometry, logits.shape[-1])
         out_shape = (geometry.orig_h, geometry.orig_w)
         return [mask_from_logits(one, valid, out_shape) for one in logits], iou
+
+    def _require_points_decoder(self) -> Session:
+        if self.model.points_decoder is None:
+            raise ModelError(f"{self.spec.folder}: this model folder has no {POINTS_DECODER} graph, so it decodes "
+                             "boxes only; re-export it with `python -m train.export` to use clicks")
+        return self.model.points_decoder
+
+    def mask_prompt(self, mask: np.ndarray, scale: float = 8.0) -> np.ndarray:
+        """An (H, W) binary mask of the current image as (L, L) low-res logits for :class:`Prompt`
+        (``+scale`` inside, ``-scale`` outside, :func:`infer.postprocess.mask_to_logits`)."""
+        geometry = self._require_state().geometry
+        low_res = self.spec.low_res_size
+        return mask_to_logits(mask, valid_low_res(self.spec.preprocess, geometry, low_res), low_res, scale)
+
+    def _tokens(self, prompt: Prompt, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+        """SAM's sparse prompt: the clicks, then the box as corners 2 / 3, or one padding point
+        (label -1) when there is no box, as SAM's predictor does."""
+        coords = [points_to_model(prompt.points, self.spec.preprocess, geometry)]
+        labels = [np.asarray(prompt.labels, np.float32).reshape(-1)]
+        if prompt.box is not None:
+            coords.append(boxes_to_model(prompt.box, self.spec.preprocess, geometry).reshape(2, 2))
+            labels.append(np.array(BOX_LABELS, np.float32))
+        else:
+            coords.append(np.zeros((1, 2), np.float32))
+            labels.append(np.array([PADDING_LABEL], np.float32))
+        return np.concatenate(coords).astype(np.float32), np.concatenate(labels)
+
+    def predict_prompts(self, prompts: Sequence[Prompt]) -> tuple[list[RegionMask | None], np.ndarray, np.ndarray]:
+        """Decode interactive prompts on the points decoder; prompts with the same number of
+        tokens share one decoder call (padding them would add tokens and change the result).
+
+        Returns:
+            Binary masks in original pixels (None = empty), the predicted IoU (B,) and the chosen
+            low-res logits (B, L, L), which can be fed back as the next :attr:`Prompt.mask`.
+
+        Raises:
+            RuntimeError: no image has been set.
+            ModelError: the model folder has no points decoder.
+        """
+        state = self._require_state()
+        decoder = self._require_points_decoder()
+        low_res = self.spec.low_res_size
+        logits = np.zeros((len(prompts), low_res, low_res), np.float32)
+        iou = np.zeros(len(prompts), np.float32)
+        tokens = [self._tokens(p, state.geometry) for p in prompts]
+        for count in sorted({len(t[1]) for t in tokens}):
+            group = [i for i, t in enumerate(tokens) if len(t[1]) == count]
+            masks = np.zeros((len(group), 1, low_res, low_res), np.float32)
+            has_mask = np.zeros(len(group), np.float32)
+            for row, i in enumerate(group):
+                if prompts[i].mask is not None:
+                    masks[row, 0], has_mask[row] = prompts[i].mask, 1.0
+            feeds = (state.embedding, np.stack([tokens[i][0] for i in group]), np.stack([tokens[i][1] for i in group]),
+                     masks, has_mask)
+            start = time.perf_counter()
+            out = decoder.run(dict(zip(POINTS_DECODER_INPUTS, feeds)))
+            self.stats.decoder_seconds += time.perf_counter() - start
+            self.stats.decoder_calls += 1
+            self.stats.decoded_boxes += len(group)
+            found, scores = out[DECODER_OUTPUTS[0]], out[DECODER_OUTPUTS[1]]
+            choice = np.zeros(len(group), np.intp) if self.spec.mask_selection == "single" else scores.argmax(1)
+            rows = np.arange(len(group))
+            logits[group], iou[group] = found[rows, choice], scores[rows, choice]
+        valid = valid_low_res(self.spec.preprocess, state.geometry, low_res)
+        out_shape = (state.geometry.orig_h, state.geometry.orig_w)
+        return [mask_from_logits(one, valid, out_shape) for one in logits], iou, logits

@@ -133,6 +133,14 @@ def boxes_to_model(boxes: np.ndarray, spec: PreprocessSpec, geometry: Geometry) 
     return scaled.astype(np.float32)
 
 
+def points_to_model(points: np.ndarray, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
+    """Scale (N, 2) xy click positions from original pixels to model coordinates (float32),
+    exactly as box corners are scaled (:func:`boxes_to_model`): a click on a box's corner pixel
+    lands on the corner the model sees for that box."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return boxes_to_model(np.concatenate([points, points], 1), spec, geometry)[:, :2]
+
+
 def _to_channels_last(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image[:, :, None]

@@ -3,7 +3,8 @@
 Shape of SAM's ``SamPredictor`` / nnU-Net's ``nnUNetPredictor``, one level up: a
 :class:`Segmenter` holds the routing table and the model pool (each model compiled once, on first
 use) and answers cases. :meth:`Segmenter.segment` takes in-memory arrays; :meth:`Segmenter.run_folder`
-is what ``python -m infer`` runs on a folder of challenge ``.npz`` files.
+is what ``python -m infer`` runs on a folder of challenge ``.npz`` files, the 2024 box format and
+the CVPR 2025 interactive one alike (:mod:`infer.interactive`).
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from challenge.folders import case_files
-from challenge.names import Dimension, canonical_modality, parse_case_name
-from infer.cases import MAX_ARRAY_BYTES, check_case
+from challenge.names import CaseName, Dimension, canonical_modality, parse_case_name
+from infer.cases import MAX_ARRAY_BYTES, check_case, is_interactive
+from infer.interactive import InteractiveOptions
 from infer.models import ModelPool
 from infer.pipeline import CaseResult, run_case, segment_case
 from infer.predictor import SlicePredictor
@@ -45,6 +47,7 @@ class Segmenter:
         precision: the encoders' precision, ``auto`` (f32 unless this CPU runs a lower precision
             natively and the model folder records it passing the fidelity gate), ``f32``,
             ``bf16`` or ``int8`` (:mod:`infer.precision`).
+        interactive: how interactive-format cases are refined (mask prompt, refinement rounds).
 
     Raises:
         RoutingError: the routing table file is unreadable or invalid.
@@ -52,8 +55,10 @@ class Segmenter:
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS, routing: str | Path | RoutingTable = DEFAULT_ROUTING,
                  backend: str = "openvino", threads: int | None = None, cache_dir: str | Path | None = None,
-                 max_array_bytes: int = MAX_ARRAY_BYTES, precision: str = "auto") -> None:
+                 max_array_bytes: int = MAX_ARRAY_BYTES, precision: str = "auto",
+                 interactive: InteractiveOptions = InteractiveOptions()) -> None:
         self.max_array_bytes = max_array_bytes
+        self.interactive = interactive
         self.table = routing if isinstance(routing, RoutingTable) else load_routing(routing)
         self.pool = ModelPool(Path(models_dir), backend, threads or host_threads(),
                               None if cache_dir is None else Path(cache_dir), precision)
@@ -91,10 +96,14 @@ class Segmenter:
     def plan(self, cases: list[Path]) -> tuple[list[tuple[Path, Route]], list[CaseResult], list[str]]:
         """Route every case file: the runnable (case, route) pairs, the cases that cannot run (no
         2D/3D prefix, missing model folder) as failed results, and warnings (unknown modality).
-        Nothing is compiled here."""
+        An interactive-format case without the prefix is 3D (the format is), its modality the
+        name's first token (``CT_AbdTumor_001.npz``). Nothing is compiled here."""
         runnable, failed, warnings = [], [], []
         for path in cases:
             name = parse_case_name(path)
+            if name.dimension is None and is_interactive(path):
+                token = path.name.split("_")[0]
+                name = CaseName("3D", canonical_modality(token), token)
             if name.dimension is None:
                 failed.append(CaseResult(path, False, 0.0, f"{path}: file name must start with '2D' or '3D' "
                                                            "(<2D|3D>Box_<Modality>_<id>.npz)"))
@@ -145,7 +154,7 @@ class Segmenter:
             self.pool.prefetch(runnable[0][1].model)
         for path, route in progress(runnable):
             result = run_case(path, route, self.pool, output_dir, self.table.propagation_margin,
-                              max_array_bytes=self.max_array_bytes)
+                              max_array_bytes=self.max_array_bytes, interactive=self.interactive)
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -73,6 +73,43 @@ class FakeDecoder:
         return {"low_res_masks": masks, "iou_predictions": iou}
 
 
+class FakePointsDecoder:
+    """The points decoder's contract: the region is the box (labels 2, 3) when given, else the
+    square of +-``reach`` model pixels around the foreground clicks; logits are positive on
+    bright pixels inside it, except within ``reach / 2`` of a background click. Records every
+    call's feeds in ``feeds``."""
+
+    def __init__(self, size: int, reach: float = 24.0) -> None:
+        self.size, self.reach = size, reach
+        self.feeds: list[dict[str, np.ndarray]] = []
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        emb, coords, labels = feeds["image_embeddings"], feeds["point_coords"], feeds["point_labels"]
+        b = len(coords)
+        assert emb.shape == (1, 256, 64, 64) and coords.shape[:2] == labels.shape and coords.shape[2] == 2
+        assert feeds["mask_input"].shape == (b, 1, LOW_RES, LOW_RES) and feeds["has_mask_input"].shape == (b,)
+        self.feeds.append(feeds)
+        grid = _low_res_grid(self.size)
+        bright = np.repeat(np.repeat(emb[0, 0], 4, 0), 4, 1)
+        masks = np.full((b, 1, LOW_RES, LOW_RES), -5.0, np.float32)
+        for i in range(b):
+            corners, fg = coords[i][labels[i] >= 2], coords[i][labels[i] == 1]
+            if len(corners) == 2:
+                (x0, y0), (x1, y1) = corners
+            elif len(fg):
+                (x0, y0), (x1, y1) = fg.min(0) - self.reach, fg.max(0) + self.reach
+            else:
+                continue
+            inside = np.minimum(np.minimum(grid[None, :] - x0, x1 - grid[None, :]),
+                                np.minimum(grid[:, None] - y0, y1 - grid[:, None])) + 0.5
+            logits = np.minimum(inside, (bright - 0.5) * 8)
+            for x, y in coords[i][labels[i] == 0]:
+                near = np.hypot(grid[None, :] - x, grid[:, None] - y) < self.reach / 2
+                logits[near] = -5.0
+            masks[i, 0] = logits
+        return {"low_res_masks": masks, "iou_predictions": np.full((b, 1), 0.9, np.float32)}
+
+
 def fake_spec(preprocess: PreprocessSpec = LITEMEDSAM_PREPROCESS, mask_outputs: int = 1,
               selection: str = "single", name: str = "fake") -> ModelSpec:
     files = {part: {"onnx": f"{part}.onnx", "openvino": f"{part}.xml"} for part in ("encoder", "decoder")}
@@ -81,11 +118,12 @@ def fake_spec(preprocess: PreprocessSpec = LITEMEDSAM_PREPROCESS, mask_outputs: 
 
 
 def fake_model(preprocess: PreprocessSpec = LITEMEDSAM_PREPROCESS, mask_outputs: int = 1,
-               selection: str = "single", best: int = 0) -> LoadedModel:
-    """A LoadedModel over the numpy fakes (``model.encoder.calls`` counts encoder calls)."""
+               selection: str = "single", best: int = 0, points: bool = False) -> LoadedModel:
+    """A LoadedModel over the numpy fakes (``model.encoder.calls`` counts encoder calls);
+    ``points``: with a :class:`FakePointsDecoder`."""
     size = preprocess.image_size
     return LoadedModel(fake_spec(preprocess, mask_outputs, selection), FakeEncoder(size),
-                       FakeDecoder(size, mask_outputs, best))
+                       FakeDecoder(size, mask_outputs, best), points_decoder=FakePointsDecoder(size) if points else None)
 
 
 def _tiny_graphs(size: int, mask_outputs: int):

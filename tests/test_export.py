@@ -49,6 +49,8 @@ def test_every_architecture_exports_a_verified_untrained_folder(name, export_ran
     arch = get_architecture(name)
     assert spec.preprocess == arch.preprocess and spec.mask_selection == arch.mask_selection
     assert set(sidecar["verification"]["max_abs_diff"]) == {"onnxruntime", "openvino"}
+    points = name.startswith("litemedsam")  # SAM's prompt encoder: clicks and mask prompts too
+    assert spec.accepts_points == points and ("points_decoder" in sidecar["verification"]) == points
     for backend, diffs in sidecar["verification"]["max_abs_diff"].items():
         assert all(diffs[k] <= TOLERANCE[k] for k in TOLERANCE), (backend, diffs)
 
@@ -126,7 +128,8 @@ def test_checkpoint_export_records_its_source_and_force_replaces(tmp_path, tiny,
     assert sidecar["tensors"]["encoder"]["outputs"] == {"image_embeddings": [1, 32, 64, 64]}
     assert _siblings(out) == ["tiny"]  # no staging or moved-aside folder left
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.json", "encoder.onnx", "encoder.xml", "encoder.bin", "decoder.onnx", "decoder.xml", "decoder.bin"])
+        ["model.json", "encoder.onnx", "encoder.xml", "encoder.bin", "decoder.onnx", "decoder.xml", "decoder.bin",
+         "decoder_points.onnx", "decoder_points.xml", "decoder_points.bin"])
     assert out.stat().st_mode & 0o755 == 0o755
 
 

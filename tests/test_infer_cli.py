@@ -170,7 +170,9 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, capsys, tiny_models)
         f"error: {no_prefix}: file name must start with '2D' or '3D' (<2D|3D>Box_<Modality>_<id>.npz)",
         f"error: {text}: not a readable npz file (not a zip archive, or truncated)",
         f"error: {truncated}: not a readable npz file (not a zip archive, or truncated)",
-        f"error: {pickled}: 'boxes' is a pickled object array (refused: inputs are read with allow_pickle=False)",
+        # pickled boxes are the 2025 interactive format's: read by its restricted unpickler, checked as dicts
+        f"error: {pickled}: 'boxes' entry 0 is a NoneType, expected a dict with z_min, z_max, z_mid, z_mid_x_min, "
+        "z_mid_y_min, z_mid_x_max, z_mid_y_max",
         f"error: {no_imgs}: missing key 'imgs' (has ['boxes'])",
         f"error: {bad_shape}: 2D 'imgs' must have shape (H, W, 3), got (256, 256)",
         f"error: {floats}: 'imgs' is float32 with values outside 0..255 (min {2 * int(img.min())}, "

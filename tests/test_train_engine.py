@@ -226,3 +226,19 @@ def test_objects_per_image_flag_and_checkpoints_older_than_the_option(tmp_path):
     assert resolve_config({"resume": "x", "objects_per_image": 1}, older).objects_per_image == 1
     with pytest.raises(ValueError, match=r"cannot change objects_per_image 1 -> 2 "):
         resolve_config({"resume": "x", "objects_per_image": 2}, older)
+
+
+def test_click_prompts_train_the_point_and_mask_prompt_paths(tiny, cache, tmp_path, monkeypatch):
+    """--click-prompts 2: each step decodes the box and two rounds of simulated clicks (three
+    times the objects in the loss), and the point embeddings, frozen in box training, learn."""
+    seen = []
+    real = engine.segmentation_loss
+    monkeypatch.setattr(engine, "segmentation_loss", lambda m, i, t, w: seen.append((len(m), len(t))) or real(m, i, t, w))
+    config = tiny_config(cache, tmp_path, modalities=["Dermoscopy", "Fundus"], val_fraction=0.0, flip=False,
+                         max_shift=0, box_margin=0, samples_per_epoch=8, batch_size=4, click_prompts=2)
+    engine._seed_everything(config.seed)  # fit builds its model right after this
+    before = ARCHITECTURES[config.arch].build().prompt_encoder.point_embeddings[1].weight.detach().clone()
+    result = fit(config)
+    assert seen and all(masks == target == 3 * 4 for masks, target in seen)
+    state = torch.load(result.run_dir / "latest.pth", weights_only=True)["model"]
+    assert not torch.equal(state["prompt_encoder.point_embeddings.1.weight"], before)

@@ -68,6 +68,7 @@ class TrainConfig:
     freeze_encoder: bool = False
     freeze_bn: bool = False
     sync_bn: bool = False
+    click_prompts: int = 0  # rounds of simulated clicks after the box prediction (train.clicks)
     lora_rank: int = 0
     lora_alpha: float | None = None  # default: the rank (update scale 1)
     precision: str = "auto"  # bf16 on CUDA, fp32 on CPU
@@ -84,6 +85,7 @@ class TrainConfig:
             raise ValueError("data_root is required (-data_root / --data-root: a cache from python -m train.prepare)")
         positive = ("batch_size", "objects_per_image", "num_epochs", "val_samples", "log_every")
         non_negative = ("num_workers", "val_box_margin", "box_margin", "max_shift", "lora_rank", "save_every",
+                        "click_prompts",
                         "seed", "weight_decay", "grad_clip", "dice_weight", "bce_weight", "iou_weight")
         for name in positive:
             if getattr(self, name) < 1:
@@ -156,6 +158,9 @@ _FLAGS: list[tuple[str, tuple[str, ...], dict[str, Any], str]] = [
     ("freeze_bn", ("--freeze-bn",), {"action": "store_true"},
      "BatchNorm uses and keeps its running statistics (small per-process batches)"),
     ("sync_bn", ("--sync-bn",), {"action": "store_true"}, "SyncBatchNorm across processes (multi-GPU, CUDA)"),
+    ("click_prompts", ("--click-prompts",), {"type": int},
+     "rounds of simulated clicks (from the error region) after the box, each decoded with the clicks so far "
+     "and the last mask as prompt (default 0: boxes only)"),
     ("lora_rank", ("--lora-rank",), {"type": int}, "LoRA rank on the encoder's attention Q/V, base frozen (0 = off)"),
     ("lora_alpha", ("--lora-alpha",), {"type": float}, "LoRA alpha, update scale alpha/rank (default: the rank)"),
     ("precision", ("--precision",), {"choices": PRECISIONS}, "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32"),

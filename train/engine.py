@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Subset
 from challenge.atomic import atomic_path
 from challenge.names import canonical_modality
 from train.cache import Cache, CacheError, open_cache
+from train.clicks import click_rounds
 from train.checkpoint import CheckpointError, load_weights, sha256_of
 from train.config import TrainConfig
 from train.data import Augment, EpochBatchSampler, TrainSamples, ValSamples, balanced_weights, split_by_source
@@ -93,17 +94,24 @@ def select_entries(cache: Cache, modalities: list[str] | None, datasets: list[st
 class _Trainee(nn.Module):
     """What DDP wraps: the model and its adapters, so that both own the trainable parameters."""
 
-    def __init__(self, model: PromptableSegmenter, lora: QVLoRA | None) -> None:
+    def __init__(self, model: PromptableSegmenter, lora: QVLoRA | None, click_prompts: int = 0) -> None:
         super().__init__()
-        self.model, self.lora = model, lora
+        self.model, self.lora, self.click_prompts = model, lora, click_prompts
 
-    def forward(self, image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor,
+                target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """image (B, 3, S, S), boxes (B K, 4), image 0's K boxes first -> masks (B K, M, 256, 256), IoU (B K, M).
 
         The encoder, most of a step's cost, runs once per image; each embedding is repeated for its
         image's K boxes in one decoder call (one forward: what DDP expects). K = 1 is the plain model call.
+        With ``click_prompts`` R and a ``target``, R rounds of simulated clicks follow the box
+        (:func:`train.clicks.click_rounds`): outputs ((R + 1) B K, ...), target repeated R + 1 times.
         """
         k = boxes.shape[0] // image.shape[0]
+        if self.click_prompts and target is not None:
+            embeddings = self.model.embed(image).repeat_interleave(k, dim=0)
+            first = self.model.decode(embeddings, boxes)
+            return click_rounds(self.model, embeddings, boxes, first, target, self.click_prompts, image.shape[-1])
         if k == 1:
             return self.model(image, boxes)
         return self.model.decode(self.model.embed(image).repeat_interleave(k, dim=0), boxes)
@@ -123,14 +131,22 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def _unreachable_parameters(model: PromptableSegmenter, size: int) -> set[str]:
-    """Parameters a box-prompted forward never uses (point and mask prompt embeddings): frozen, so
-    AdamW leaves them alone and DDP needs no ``find_unused_parameters``."""
+def _unreachable_parameters(model: PromptableSegmenter, size: int, clicks: bool = False) -> set[str]:
+    """Parameters a box-prompted forward never uses (point and mask prompt embeddings; with
+    ``clicks``, those a point-and-mask forward does not use either): frozen, so AdamW leaves them
+    alone and DDP needs no ``find_unused_parameters``."""
     was_training = model.training
     model.eval()
     named = [(n, p) for n, p in model.named_parameters()]
-    masks, iou = model(torch.zeros(1, 3, size, size), torch.tensor([[0.0, 0.0, size - 1.0, size - 1.0]]))
-    grads = torch.autograd.grad(masks.sum() + iou.sum(), [p for _, p in named], allow_unused=True)
+    box = torch.tensor([[0.0, 0.0, size - 1.0, size - 1.0]])
+    masks, iou = model(torch.zeros(1, 3, size, size), box)
+    total = masks.sum() + iou.sum()
+    if clicks:
+        low = masks.shape[-1]
+        masks, iou = model.decode_prompts(model.embed(torch.zeros(1, 3, size, size)), box.reshape(1, 2, 2),
+                                          torch.tensor([[2.0, 3.0]]), torch.zeros(1, 1, low, low), torch.ones(1))
+        total = total + masks.sum() + iou.sum()
+    grads = torch.autograd.grad(total, [p for _, p in named], allow_unused=True)
     model.train(was_training)
     return {n for (n, _), g in zip(named, grads) if g is None}
 
@@ -248,7 +264,9 @@ def _build_model(config: TrainConfig, arch: Architecture,
     model = arch.build()
     if ckpt is None and config.pretrained_checkpoint:
         load_weights(model, config.pretrained_checkpoint)
-    unreachable = _unreachable_parameters(model, arch.preprocess.image_size)
+    if config.click_prompts and not model.accepts_points:
+        raise ValueError(f"--click-prompts needs a model with SAM's prompt encoder; {config.arch} takes boxes only")
+    unreachable = _unreachable_parameters(model, arch.preprocess.image_size, config.click_prompts > 0)
     lora = QVLoRA(model.image_encoder, config.lora_rank, config.lora_alpha) if config.lora_rank else None
     if ckpt is not None:
         _restore_weights(model, lora, ckpt, str(config.resume))
@@ -319,7 +337,7 @@ class _Run:
         if self.lora is not None:
             self.lora.to(self.device).attach(self.model.image_encoder)
         self.params = _set_trainable(self.model, self.lora, config, unreachable)  # after the move: the live tensors
-        self.trainee = _Trainee(self.model, self.lora)
+        self.trainee = _Trainee(self.model, self.lora, config.click_prompts)
         self.net = _distribute(self.trainee, dist, self.device)
         self.optimizer, self.scheduler = _optimizer(self.params, config, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -432,7 +450,8 @@ class _Run:
         image, target, box = (batch[k].to(dev, non_blocking=True) for k in ("image", "mask", "box"))
         target, box = target.reshape(-1, 1, *target.shape[2:]), box.reshape(-1, 4)  # B K objects, image-major
         with _autocast(dev, self.precision):
-            masks, iou = self.net(image, box)
+            masks, iou = self.net(image, box, target)
+        target = target.repeat(len(masks) // len(target), 1, 1, 1)  # click rounds: one copy per round
         terms = segmentation_loss(masks, iou, target, self.loss_weights)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()

@@ -24,7 +24,7 @@ import torch
 
 from assets import by_sha256
 from infer.model_spec import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, FORMAT_VERSION,
-                              SIDECAR_NAME)
+                              POINTS_DECODER, POINTS_DECODER_INPUTS, SIDECAR_NAME)
 from train.checkpoint import CheckpointError, load_weights, sha256_of
 from train.export_graphs import export_onnx, onnx_to_openvino
 from train.export_verify import TOLERANCE, VerificationError, verify_folder
@@ -58,12 +58,28 @@ def _library_versions() -> dict[str, str]:
             "openvino": openvino.__version__}
 
 
+def _parts(model: PromptableSegmenter) -> tuple[str, ...]:
+    return ("encoder", "decoder", POINTS_DECODER) if model.accepts_points else ("encoder", "decoder")
+
+
+def _points_tensors(emb: list[int], low: int, m: int) -> dict:
+    names = POINTS_DECODER_INPUTS
+    return {
+        "inputs": {names[0]: emb, names[1]: ["B", "N", 2], names[2]: ["B", "N"], names[3]: ["B", 1, low, low],
+                   names[4]: ["B"]},
+        "outputs": {DECODER_OUTPUTS[0]: ["B", m, low, low], DECODER_OUTPUTS[1]: ["B", m]},
+        "point_coordinates": "xy in model-input pixels (mapped like boxes by infer.preprocess)",
+        "point_labels": "1 foreground, 0 background, 2 / 3 box corners, -1 padding point",
+    }
+
+
 def _sidecar(arch: Architecture, model: PromptableSegmenter, name: str, source: Source, report: dict,
              note: str | None) -> dict:
     size = arch.preprocess.image_size
     emb = [1, *report["embedding_shape"][1:]]
     low = report["low_res_size"]
     m = model.mask_outputs
+    prompts = {"decoder": ["box"], **({POINTS_DECODER: ["box", "points", "mask"]} if model.accepts_points else {})}
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -75,7 +91,8 @@ def _sidecar(arch: Architecture, model: PromptableSegmenter, name: str, source: 
         "mask_outputs": m,
         "mask_selection": arch.mask_selection,
         "low_res_size": low,
-        "files": {part: {"onnx": f"{part}.onnx", "openvino": f"{part}.xml"} for part in ("encoder", "decoder")},
+        "files": {part: {"onnx": f"{part}.onnx", "openvino": f"{part}.xml"} for part in _parts(model)},
+        "prompts": prompts,
         "tensors": {
             "encoder": {"inputs": {ENCODER_INPUT: [1, 3, size, size]}, "outputs": {ENCODER_OUTPUT: emb}},
             "decoder": {
@@ -83,6 +100,7 @@ def _sidecar(arch: Architecture, model: PromptableSegmenter, name: str, source: 
                 "outputs": {DECODER_OUTPUTS[0]: ["B", m, low, low], DECODER_OUTPUTS[1]: ["B", m]},
                 "box_coordinates": "XYXY in model-input pixels (after box scaling by infer.preprocess)",
             },
+            **({POINTS_DECODER: _points_tensors(emb, low, m)} if model.accepts_points else {}),
         },
         "source": source.to_json(),
         "exporter": {"name": "train.export", "version": EXPORTER_VERSION, **_library_versions()},
@@ -107,7 +125,7 @@ def export_model(model: PromptableSegmenter, arch: Architecture, out: Path, sour
     staging.chmod(0o755)  # mkdtemp makes it private; the container's non-root user must read it
     try:
         export_onnx(model, arch.preprocess.image_size, staging)
-        for part in ("encoder", "decoder"):
+        for part in _parts(model):
             onnx_to_openvino(staging / f"{part}.onnx", staging / f"{part}.xml")
         report = verify_folder(model, arch.preprocess.image_size, staging)
         sidecar = _sidecar(arch, model, name or out.name, source, report, note)

@@ -15,12 +15,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from infer.model_spec import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from infer.model_spec import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, POINTS_DECODER,
+                              POINTS_DECODER_INPUTS)
 from infer.session import Session, host_threads, open_session
+from train.export_graphs import example_prompts
 from train.models import PromptableSegmenter
 
 TOLERANCE = {"logits_abs": 1e-3, "iou_abs": 1e-3, "embedding_rel": 1e-4}
 BOX_COUNTS = (1, 4, 17)
+PROMPT_SHAPES = ((1, 2), (3, 5), (6, 1))
+"""(prompts, points) of the points-decoder checks: every label kind, masks on and off."""
 
 
 class VerificationError(RuntimeError):
@@ -53,8 +57,37 @@ def _random_boxes(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     return np.floor(corners.transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]).astype(np.float32)
 
 
+def _verify_points(model: PromptableSegmenter, image_size: int, folder: Path, emb: np.ndarray,
+                   low_res: int) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """The points decoder of both backends against PyTorch, on :data:`PROMPT_SHAPES`."""
+    cases = []
+    with torch.no_grad():
+        for seed, (batch, points) in enumerate(PROMPT_SHAPES):
+            prompts = example_prompts(batch, points, low_res, image_size, seed)
+            masks, iou = model.decode_prompts(torch.from_numpy(emb), *prompts)
+            cases.append(([emb, *(t.numpy() for t in prompts)], masks.numpy(), iou.numpy()))
+    worst, failures = {}, []
+    for backend, suffix in _MODEL_FILES.items():
+        session = open_session(folder / f"{POINTS_DECODER}{suffix}", backend, host_threads())
+        diffs = {"logits_abs": 0.0, "iou_abs": 0.0}
+        for feeds, want_masks, want_iou in cases:
+            out = session.run(dict(zip(POINTS_DECODER_INPUTS, feeds)))
+            got_masks, got_iou = out[DECODER_OUTPUTS[0]], out[DECODER_OUTPUTS[1]]
+            if got_masks.shape != want_masks.shape or got_iou.shape != want_iou.shape:
+                failures.append(f"{backend} points decoder: shapes {got_masks.shape}, {got_iou.shape} instead of "
+                                f"{want_masks.shape}, {want_iou.shape}")
+                continue
+            diffs["logits_abs"] = max(diffs["logits_abs"], float(np.abs(got_masks - want_masks).max()))
+            diffs["iou_abs"] = max(diffs["iou_abs"], float(np.abs(got_iou - want_iou).max()))
+        worst[backend] = diffs
+        failures += [f"{backend} points decoder {key} = {value:.3g} > {TOLERANCE[key]:g}"
+                     for key, value in diffs.items() if value > TOLERANCE[key]]
+    return worst, failures
+
+
 def verify_folder(model: PromptableSegmenter, image_size: int, folder: Path) -> dict:
-    """Compare both backends with PyTorch; returns the differences, raises :class:`VerificationError`."""
+    """Compare both backends with PyTorch (and the points decoder, when the model has one);
+    returns the differences, raises :class:`VerificationError`."""
     rng = np.random.default_rng(20240601)
     image = rng.uniform(0, 1, size=(1, 3, image_size, image_size)).astype(np.float32)
     with torch.no_grad():
@@ -81,8 +114,14 @@ def verify_folder(model: PromptableSegmenter, image_size: int, folder: Path) -> 
         worst[backend] = diffs
         failures += [f"{backend} {key} = {value:.3g} > {TOLERANCE[key]:g}"
                      for key, value in diffs.items() if value > TOLERANCE[key]]
+    masks_shape = ref[BOX_COUNTS[0]][1].shape
+    verification: dict = {"tolerance": TOLERANCE, "box_counts": list(BOX_COUNTS), "max_abs_diff": worst}
+    if model.accepts_points:
+        points_worst, points_failures = _verify_points(model, image_size, folder, ref_emb, int(masks_shape[-1]))
+        failures += points_failures
+        verification["points_decoder"] = {"prompt_shapes": [list(s) for s in PROMPT_SHAPES],
+                                          "max_abs_diff": points_worst}
     if failures:
         raise VerificationError(f"{folder}: exported model differs from PyTorch: " + "; ".join(failures))
-    masks_shape = ref[BOX_COUNTS[0]][1].shape
     return {"embedding_shape": list(ref_emb.shape), "low_res_size": int(masks_shape[-1]),
-            "verification": {"tolerance": TOLERANCE, "box_counts": list(BOX_COUNTS), "max_abs_diff": worst}}
+            "verification": verification}

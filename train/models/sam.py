@@ -2,7 +2,8 @@
 
 Both expose the same three calls, which training, export and the tests use:
 ``embed(image)``, ``decode(embeddings, boxes)`` and ``forward(image, boxes)``. Boxes are
-(B, 4) XYXY in model-input pixels; one embedding may serve all B boxes.
+(B, 4) XYXY in model-input pixels; one embedding may serve all B boxes. LiteMedSAM also decodes
+point and mask prompts (``decode_prompts``, ``accepts_points``), SAM's interactive inputs.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class PromptableSegmenter(nn.Module):
     """Common driver; subclasses choose the prompt encoder and implement ``decode``."""
 
     mask_outputs: int
+    accepts_points = False
 
     def __init__(self, encoder: TinyViT | efficient_sam.ImageEncoderViT, prompt_encoder_class: type[nn.Module],
                  decoder: sam_heads.MaskDecoder | efficient_sam.MaskDecoder) -> None:
@@ -36,6 +38,10 @@ class PromptableSegmenter(nn.Module):
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def decode_prompts(self, embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
+                       mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} takes box prompts only")
+
     def forward(self, image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One box per image: image (B, 3, S, S), boxes (B, 4) -> masks (B, M, 256, 256), IoU (B, M)."""
         return self.decode(self.embed(image), boxes.reshape(-1, 4))
@@ -48,6 +54,7 @@ class LiteMedSAM(PromptableSegmenter):
     # The parts the base class stores, typed as this architecture builds them.
     prompt_encoder: sam_heads.PromptEncoder
     mask_decoder: sam_heads.MaskDecoder
+    accepts_points = True
 
     def __init__(self, encoder: TinyViT, decoder: sam_heads.MaskDecoder) -> None:
         super().__init__(encoder, sam_heads.PromptEncoder, decoder)
@@ -56,6 +63,16 @@ class LiteMedSAM(PromptableSegmenter):
         """embeddings (1 or B, C, h, w), boxes (B, 4) -> masks (B, 1, 4h, 4w) logits, IoU (B, 1)."""
         pe = self.prompt_encoder
         return self.mask_decoder(embeddings, pe.get_dense_pe(), pe.embed_boxes(boxes), pe.dense_embedding())
+
+    def decode_prompts(self, embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
+                       mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM's interactive prompt: point_coords (B, N, 2) xy in model pixels, point_labels (B, N)
+        (1 fg, 0 bg, 2 / 3 box corners, -1 padding), mask_input (B, 1, 4h, 4w) low-res logits
+        used where has_mask_input (B,) is 1 -> masks (B, 1, 4h, 4w) logits, IoU (B, 1). A box as
+        corners 2, 3 without other points or mask gives :meth:`decode`'s result."""
+        pe = self.prompt_encoder
+        return self.mask_decoder(embeddings, pe.get_dense_pe(), pe.embed_points(point_coords, point_labels),
+                                 pe.embed_masks(mask_input, has_mask_input))
 
 
 class EfficientSAM(PromptableSegmenter):

@@ -1,7 +1,9 @@
 """SAM's prompt encoder and mask decoder as LiteMedSAM uses them (docs/reference_systems.md section 2.3).
 
-Only box prompts are implemented; ``mask_downscaling`` and ``not_a_point_embed`` exist because
-official checkpoints carry them and load strictly.
+Boxes are the prompt LiteMedSAM was trained with (:meth:`PromptEncoder.embed_boxes`). Points
+(clicks, label 1 foreground, 0 background, 2 / 3 box corners, -1 padding) and a low-resolution
+mask prompt follow SAM's conventions (:meth:`PromptEncoder.embed_points`,
+:meth:`PromptEncoder.embed_masks`), for interactive refinement (docs/interactive.md).
 """
 from __future__ import annotations
 
@@ -47,6 +49,28 @@ class PromptEncoder(nn.Module):
         # Embeddings 2 and 3: SAM's box corners (ModuleList items type as bare Modules).
         top_left, bottom_right = (cast(nn.Embedding, self.point_embeddings[i]).weight for i in (2, 3))
         return corners + torch.cat([top_left, bottom_right])[None]
+
+    def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """coords (B, N, 2) xy in model pixels, labels (B, N) -> (B, N, C), written with masks
+        instead of indexing so it exports with N dynamic (as SAM's own ONNX export does).
+
+        Label 1 / 0 add the foreground / background point embedding, 2 / 3 the box corners (so a
+        box given as two points with labels 2, 3 equals :meth:`embed_boxes`), -1 is a padding
+        point: no positional encoding, only ``not_a_point_embed``. SAM's predictor appends one
+        padding point when there is no box; callers do that (the embedding is a token the decoder
+        attends to, so it changes the result)."""
+        pe = self.pe_layer.points(coords.float() + 0.5, self.input_image_size)
+        labels = labels.unsqueeze(-1).to(pe.dtype)
+        out = pe * (labels != -1) + self.not_a_point_embed.weight * (labels == -1)
+        for index, embedding in enumerate(self.point_embeddings):
+            out = out + cast(nn.Embedding, embedding).weight * (labels == index)
+        return out
+
+    def embed_masks(self, masks: torch.Tensor, has_mask: torch.Tensor) -> torch.Tensor:
+        """masks (B, 1, 4h, 4w) low-res logits, has_mask (B,) or (1,) 0 / 1 -> (B, C, h, w): the
+        downscaled mask where ``has_mask`` is 1, the no-mask embedding where it is 0."""
+        flag = has_mask.to(masks.dtype).reshape(-1, 1, 1, 1)
+        return flag * self.mask_downscaling(masks) + (1 - flag) * self.dense_embedding()
 
     def dense_embedding(self) -> torch.Tensor:
         """(1, C, h, w) dense prompt when no mask is given (broadcasts over the batch)."""
