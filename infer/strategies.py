@@ -14,7 +14,7 @@ import numpy as np
 
 from challenge.names import Dimension
 from infer.predictor import SlicePredictor
-from infer.volume import IOU_PICK, VIEWS, Rule, segment_volume
+from infer.volume import IOU_PICK, IOU_PICK_STRIDE3, VIEWS, Rule, segment_volume
 from infer.zoom import paint_zoomed, zoom_selection
 
 __all__ = ["Strategy", "STRATEGIES", "strategies_for", "segment_image"]
@@ -80,6 +80,8 @@ STRATEGIES: dict[str, Strategy] = {
     "three_view_vote": Strategy("3D", _propagation(tuple(VIEWS))),  # every view, then a vote
     # each slice keeps the better-rated mask of the propagated prompt and the 3D box (docs/propagation.md)
     "axial_iou": Strategy("3D", _propagation(("axial",), IOU_PICK)),
+    # axial_iou on every third slice, agreeing gaps interpolated (docs/propagation.md)
+    "axial_iou_stride3": Strategy("3D", _propagation(("axial",), IOU_PICK_STRIDE3)),
 }
 
 

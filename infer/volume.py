@@ -36,7 +36,7 @@ from infer.predictor import ImageState, SlicePredictor
 from infer.slice_zoom import Window, box_window, merge_windows
 from infer.vote import majority_vote
 
-__all__ = ["VIEWS", "DEFAULT_CACHE_BYTES", "Rule", "IOU_PICK", "Track", "PropagationState", "init_state", "add_box", "propagate",
+__all__ = ["VIEWS", "DEFAULT_CACHE_BYTES", "Rule", "IOU_PICK", "IOU_PICK_STRIDE3", "Track", "PropagationState", "init_state", "add_box", "propagate",
            "segment_view", "segment_volume", "view_boxes"]
 
 VIEWS: dict[str, tuple[int, int, int]] = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
@@ -91,6 +91,13 @@ IOU_PICK = Rule(pick="iou")
 the 3D box's xy takes in a neighbour and, followed slice by slice, drifts onto it; letting the
 model's own IoU estimate choose between its neighbour's prompt and the 3D box holds it, and keeps
 propagation where it was already right (docs/propagation.md)."""
+
+
+IOU_PICK_STRIDE3 = Rule(pick="iou", stride=3, agree_dice=0.8, agree_area=0.7)
+"""The ``axial_iou_stride3`` strategy: ``axial_iou`` decoding every third slice where neighbouring
+masks agree (Dice >= 0.8, area ratio >= 0.7). Measured against ``axial_iou`` on the real and demo
+volumes (docs/propagation.md): 14 % fewer encoder calls, mean DSC -0.002, NSD -0.01 to -0.02 on
+the demo volumes; not the default for that NSD."""
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_a_user_table_with_aliases(tmp_path):
 @pytest.mark.parametrize("changes,message", [
     ({"routes": _routes(("2D", "*", "image"))}, "no default route for 3D (add one with modality '*')"),
     ({"routes": _routes(("2D", "*", "image"), ("3D", "*", "image"))},
-     "routes[1]: strategy 'image' is not valid for 3D; expected one of ['axial', 'three_view_vote', 'axial_iou']"),
+     "routes[1]: strategy 'image' is not valid for 3D; expected one of ['axial', 'three_view_vote', 'axial_iou', 'axial_iou_stride3']"),
     ({"routes": _routes(("2D", "*", "axial"), ("3D", "*", "axial"))},
      "routes[0]: strategy 'axial' is not valid for 2D; expected one of ['image', 'image_zoom']"),
     ({"routes": _routes(("2D", "Xray-ish", "image"), ("3D", "*", "axial"))},
