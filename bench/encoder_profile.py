@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 from infer.session import host_threads  # noqa: E402
 
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
@@ -64,7 +65,7 @@ def profile(model: Path, threads: int, runs: int, batch: int = 1) -> tuple[list[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, default=Path("work_dir/litemedsam/encoder.xml"))
+    p.add_argument("--model", type=Path, default=REPO / "work_dir/litemedsam/encoder.xml")
     p.add_argument("--threads", type=int, default=host_threads())
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--batch", type=int, default=1, help="images per call (an IR with a dynamic batch axis, or one of that batch)")
