@@ -31,7 +31,7 @@ from train.export_verify import TOLERANCE, VerificationError, verify_folder
 from train.models import ARCHITECTURES, Architecture, PromptableSegmenter, get_architecture, parameter_count
 from train.train_checkpoint import recorded_arch
 
-EXPORTER_VERSION = "1.0"
+EXPORTER_VERSION = "1.1"  # 1.1: TinyViT graphs without the transposes around local_conv (docs/encoder_speed.md)
 
 
 @dataclass(frozen=True)

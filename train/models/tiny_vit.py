@@ -68,7 +68,7 @@ class PatchMerging(nn.Module):
             h, w = self.input_resolution
             x = x.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
         x = self.conv3(F.gelu(self.conv2(F.gelu(self.conv1(x)))))
-        return x.flatten(2).transpose(1, 2)
+        return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
 class WindowAttention(nn.Module):
@@ -142,7 +142,9 @@ class TinyViTBlock(nn.Module):
         h, w = self.input_resolution
         b, n, c = x.shape
         x = x + self._windowed_attention(x)
-        x = self.local_conv(x.transpose(1, 2).reshape(b, c, h, w)).view(b, c, n).transpose(1, 2)
+        # Tokens <-> NCHW as permutes of the (b, h, w, c) view: OpenVINO runs the convolution channels-last and
+        # then drops both permutes as layout changes (a transpose between reshapes costs a copy each way).
+        x = self.local_conv(x.view(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, n, c)
         return x + self.mlp(x)
 
 
