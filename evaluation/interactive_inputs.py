@@ -34,7 +34,7 @@ def convert_case(image_path: Path, gts_path: Path, out: Path, rng: np.random.Gen
         imgs = np.rint(imgs.astype(np.float64).mean(-1))[None].astype(np.uint8) if imgs.ndim == 3 else imgs[None]
         gts, spacing = gts[None], np.ones(3)
     labels = np.unique(gts[gts != 0])
-    relabelled = np.searchsorted(labels, gts).astype(np.uint16) * (gts != 0)
+    relabelled = (np.searchsorted(labels, gts) + 1).astype(np.uint16) * (gts != 0)
     boxes = boxes_from_labels(relabelled, rng)
     write_interactive_case(out / "imgs" / image_path.name, imgs, spacing, boxes=boxes)
     write_npz(out / "gts" / image_path.name, {"gts": relabelled.astype(np.uint16) + 0})
