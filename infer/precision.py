@@ -6,7 +6,7 @@ compiled model reports f32 and its outputs are bit-identical) and int8 without V
 faster (docs/precision.md), while it changes the numbers. So ``auto`` picks a lower
 precision only where the CPU has the instructions for it AND the model folder records that
 precision passing the fidelity gate (``precisions`` in ``model.json``, written by
-``python -m train.precision``); everything else runs f32, as the reference does.
+``python -m train.export_precision``); everything else runs f32, as the reference does.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from infer.errors import ModelError
 from infer.model_spec import load_model_spec
 from infer.models import load_model
 from infer.precision import choose_precision, cpu_flags, native_precisions
-from train.precision import label_agreement
+from train.export_precision import label_agreement
 
 AVX2 = {"sse4_2", "avx2", "fma"}
 SAPPHIRE_RAPIDS = AVX2 | {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}

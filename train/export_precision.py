@@ -1,6 +1,6 @@
 """The fidelity gate of a lower encoder precision, recorded in the model folder's sidecar.
 
-    python -m train.precision --model work_dir/litemedsam --precision bf16 \\
+    python -m train.export_precision --model work_dir/litemedsam --precision bf16 \\
         --cases test_demo/real test_demo [--routing infer/routing_official.json]
 
 Runs every case of the CASES folders (``imgs/`` with ``gts/``) through the whole pipeline twice,
@@ -109,7 +109,7 @@ def record_gate(model: Path, precision: str, rows: list[CaseGate]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.precision", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m train.export_precision", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, required=True, help="exported model folder (its model.json is updated)")
     p.add_argument("--precision", choices=[x for x in PRECISIONS if x != "f32"], required=True)
     p.add_argument("--cases", type=Path, nargs="+", required=True, help="folders with imgs/ and gts/")
