@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="OpenVINO compiled-model cache (default: MODELS/ov_cache; '' disables it)")
     parser.add_argument("--mask-prompt", action="store_true",
                         help="interactive cases: give the clicked slice's previous mask as the mask prompt")
+    parser.add_argument("--local-edits", action="store_true",
+                        help="interactive cases: a click edits only its own slice around itself (adds / removes the "
+                             "region holding it), the rest of the previous mask stays")
     parser.add_argument("--refine-rounds", type=int, default=0, choices=range(0, 9), metavar="K",
                         help="interactive cases: decode the clicked slice K more times with its own low-res "
                              "mask as the mask prompt (default 0)")
@@ -149,7 +152,8 @@ def _main(argv: list[str] | None) -> int:
     if warning:
         print(warning, file=sys.stderr)
     segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes, args.precision,
-                          InteractiveOptions(mask_prompt=args.mask_prompt, refine_rounds=args.refine_rounds))
+                          InteractiveOptions(mask_prompt=args.mask_prompt, refine_rounds=args.refine_rounds,
+                                             local_edits=args.local_edits))
     progress, write = _progress()
 
     def report(result: CaseResult) -> None:

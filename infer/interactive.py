@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from challenge.interactive import ClassBox, InteractiveCase
@@ -42,12 +43,17 @@ __all__ = ["InteractiveOptions", "EmbeddingCache", "segment_interactive", "box_s
 class InteractiveOptions:
     """``mask_prompt``: give the clicked slice's previous mask as the mask prompt;
     ``refine_rounds``: decode the clicked slice again that many times with its own logits as the
-    mask prompt; ``agree_dice``: re-propagation stops at a slice whose new mask has at least this
+    mask prompt; ``local_edits``: a click only edits its own slice near itself (a fg click adds
+    the new mask's region holding the click, a bg click removes the previous mask's region around
+    the click that the new mask drops; nothing else changes, no re-propagation), since with
+    box-trained weights the new mask is often worse than the previous one away from the click
+    (docs/interactive.md); ``agree_dice``: re-propagation stops at a slice whose new mask has at least this
     Dice with the previous one; ``mask_scale``: logit magnitude of a binary mask turned prompt;
     ``rule``: the box step's propagation rule."""
 
     mask_prompt: bool = False
     refine_rounds: int = 0
+    local_edits: bool = False
     agree_dice: float = 0.95
     mask_scale: float = 8.0
     rule: Rule = IOU_PICK
@@ -166,6 +172,30 @@ def _repaint(labels: np.ndarray, label: int, mask: RegionMask | None) -> None:
         mask.paint(labels, label)
 
 
+def _full(mask: RegionMask | None, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    if mask is not None:
+        out[mask.top:mask.top + mask.mask.shape[0], mask.left:mask.left + mask.mask.shape[1]] = mask.mask
+    return out
+
+
+def _component_at(mask: np.ndarray, y: int, x: int) -> np.ndarray:
+    """The 8-connected region of ``mask`` holding pixel (y, x); empty when it is not set."""
+    if not mask[y, x]:
+        return np.zeros_like(mask)
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return labels == labels[y, x]
+
+
+def _local_edit(before: np.ndarray, new: np.ndarray, y: int, x: int, foreground: bool) -> np.ndarray:
+    """``before`` corrected at the click (y, x) only: a foreground click adds the region of
+    ``new`` holding it, a background click removes the region of ``before`` minus ``new``
+    holding it."""
+    if foreground:
+        return before | _component_at(new, y, x)
+    return before & ~_component_at(before & ~new, y, x)
+
+
 def _refine_class(cache: EmbeddingCache, segs: np.ndarray, label: int, clicks: _ClassClicks,
                   box: ClassBox | None, margin: float, options: InteractiveOptions) -> int:
     """Re-decode class ``label`` on its newest click's slice and propagate the change outward
@@ -186,6 +216,11 @@ def _refine_class(cache: EmbeddingCache, segs: np.ndarray, label: int, clicks: _
         prompt_box = _grown_box(_tight(prior), points, point_labels, pad, shape) if prior.any() else None
     mask_in = predictor.mask_prompt(before, options.mask_scale) if options.mask_prompt and before.any() else None
     new = _decode(predictor, Prompt(points, point_labels, prompt_box, mask_in), options.refine_rounds)
+    if options.local_edits:
+        x, y = (int(v) for v in clicks.zxy[-1, 1:])
+        edited = _local_edit(before, _full(new, shape), y, x, bool(clicks.labels[-1]))
+        _repaint(segs[z0], label, _tight(edited))
+        return 1
     _repaint(segs[z0], label, new)
     decoded = 1
     for step in (1, -1):

@@ -152,3 +152,33 @@ def test_a_refused_pickle_is_one_line_naming_the_file(tmp_path, capsys, tiny_mod
                            "(only numpy array, dtype and scalar reconstruction)")
     assert (tmp_path / "out" / "3DBox_CT_0001.npz").is_file()
     del pickle
+
+
+def test_local_edits_change_only_the_region_at_the_click():
+    from infer.interactive import _local_edit
+
+    before = np.zeros((10, 12), bool)
+    before[1:4, 1:4] = True  # kept object
+    before[6:9, 6:9] = True  # a false blob
+    new = np.zeros_like(before)
+    new[1:4, 8:11] = True  # the missed part, found by the new mask
+    new[6:9, 0:3] = True  # elsewhere the new mask is wrong
+    added = _local_edit(before, new, 2, 9, foreground=True)
+    np.testing.assert_array_equal(added, before | (np.arange(12)[None] >= 8) & (np.arange(12)[None] <= 10)
+                                  & (np.arange(10)[:, None] >= 1) & (np.arange(10)[:, None] <= 3))
+    removed = _local_edit(before, new, 7, 7, foreground=False)  # the blob is not in new: removed
+    assert not removed[6:9, 6:9].any() and removed[1:4, 1:4].all() and removed.sum() == 9
+    assert (_local_edit(before, new, 0, 0, foreground=True) == before).all()  # click outside new: no change
+
+
+def test_local_edits_touch_only_the_clicked_slice(tmp_path):
+    volume, truth = _volume()
+    prev = truth.astype(np.uint8)
+    prev[10:13] = 0
+    clicks = [ClassClicks(np.array([[11, 28, 32]]), np.zeros((0, 3), np.int64))]
+    case = read_interactive_case(_case(tmp_path, volume, boxes=[BOX], clicks=clicks, clicks_order=[["fg"]],
+                                       prev_pred=prev))
+    model = fake_model(points=True)
+    segs = click_step(SlicePredictor(model), case, 3.0, InteractiveOptions(local_edits=True))
+    np.testing.assert_array_equal(np.delete(segs, 11, axis=0), np.delete(prev, 11, axis=0))
+    assert _dice(segs[11] == 1, truth[11]) > 0.95 and model.encoder.calls == 1
