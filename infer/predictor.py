@@ -135,12 +135,18 @@ class SlicePredictor:
         """
         state = self._require_state()
         model_boxes = boxes_to_model(boxes, self.spec.preprocess, state.geometry)
+        return self._run_decoder(self.model.decoder, {DECODER_INPUTS[0]: state.embedding, DECODER_INPUTS[1]: model_boxes})
+
+    def _run_decoder(self, decoder: Session, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One decoder call, counted in :attr:`stats`: each prompt's chosen low-res logits
+        (mask 0 for ``mask_selection == "single"``, else the highest predicted IoU, first on
+        ties) and that mask's predicted IoU."""
         start = time.perf_counter()
-        outputs = self.model.decoder.run({DECODER_INPUTS[0]: state.embedding, DECODER_INPUTS[1]: model_boxes})
+        outputs = decoder.run(feeds)
         self.stats.decoder_seconds += time.perf_counter() - start
-        self.stats.decoder_calls += 1
-        self.stats.decoded_boxes += len(model_boxes)
         logits, iou = outputs[DECODER_OUTPUTS[0]], outputs[DECODER_OUTPUTS[1]]
+        self.stats.decoder_calls += 1
+        self.stats.decoded_boxes += len(logits)
         choice = np.zeros(len(logits), np.intp) if self.spec.mask_selection == "single" else iou.argmax(1)
         rows = np.arange(len(logits))
         return logits[rows, choice], iou[rows, choice]
@@ -214,15 +220,7 @@ class SlicePredictor:
                     masks[row, 0], has_mask[row] = prompts[i].mask, 1.0
             feeds = (state.embedding, np.stack([tokens[i][0] for i in group]), np.stack([tokens[i][1] for i in group]),
                      masks, has_mask)
-            start = time.perf_counter()
-            out = decoder.run(dict(zip(POINTS_DECODER_INPUTS, feeds)))
-            self.stats.decoder_seconds += time.perf_counter() - start
-            self.stats.decoder_calls += 1
-            self.stats.decoded_boxes += len(group)
-            found, scores = out[DECODER_OUTPUTS[0]], out[DECODER_OUTPUTS[1]]
-            choice = np.zeros(len(group), np.intp) if self.spec.mask_selection == "single" else scores.argmax(1)
-            rows = np.arange(len(group))
-            logits[group], iou[group] = found[rows, choice], scores[rows, choice]
+            logits[group], iou[group] = self._run_decoder(decoder, dict(zip(POINTS_DECODER_INPUTS, feeds)))
         valid = valid_low_res(self.spec.preprocess, state.geometry, low_res)
         out_shape = (state.geometry.orig_h, state.geometry.orig_w)
         return [mask_from_logits(one, valid, out_shape) for one in logits], iou, logits
