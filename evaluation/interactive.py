@@ -34,7 +34,7 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -51,7 +51,7 @@ from evaluation.clicks import Click, next_clicks
 from evaluation.csvio import write_csv
 from evaluation.metrics import NSD_DSC_THRESHOLD, NSD_TOLERANCE, dice, surface_dice
 from evaluation.process_run import run_measured
-from evaluation.timing import docker_command, shell_command
+from evaluation.timing import CommandBuilder, docker_command, fixed_command, shell_command
 
 __all__ = ["N_CLICKS", "SECONDS_PER_CLASS", "ClassStep", "StepResult", "CaseResult", "evaluator_labels",
            "score_step", "auc", "run_case", "run_folder", "main"]
@@ -63,7 +63,6 @@ SECONDS_PER_CLASS = 90
 
 Prompt = Literal["box", "click", "skipped"]
 Output = Literal["new", "stale", "missing", "unreadable", "not run"]
-CommandBuilder = Callable[[Path, Path], list[str]]
 
 
 @dataclass(frozen=True)
@@ -459,12 +458,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: no *.npz cases in {args.imgs_dir}", file=sys.stderr)
         return 2
     work = args.work_dir.resolve()
-    build: CommandBuilder
     if args.docker:
-        docker_argv = docker_command(args.docker, work, args.memory)
-
-        def build(inputs: Path, outputs: Path) -> list[str]:
-            return docker_argv
+        build = fixed_command(docker_command(args.docker, work, args.memory))
     else:
         build = _env_command(args.command)
         print(f"command per step: {shlex.join(build(work / 'inputs', work / 'outputs'))}")

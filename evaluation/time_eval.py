@@ -10,10 +10,9 @@ import argparse
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
-from evaluation.timing import docker_command, parse_memory, shell_command, time_folder, write_timing_csv
+from evaluation.timing import docker_command, fixed_command, parse_memory, shell_command, time_folder, write_timing_csv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,14 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="time_eval_"))
-    build: Callable[[Path, Path], list[str]]
-    if args.docker:
-        docker_argv = docker_command(args.docker, work, args.memory)
-
-        def build(inputs: Path, outputs: Path) -> list[str]:
-            return docker_argv
-    else:
-        build = shell_command(args.command)
+    build = fixed_command(docker_command(args.docker, work, args.memory)) if args.docker else shell_command(args.command)
     try:
         rows = time_folder(args.imgs_dir, args.segs_dir, work, build, args.repeat, args.timeout,
                            None if args.docker else limit, measure_memory=not args.docker)

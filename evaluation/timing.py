@@ -70,6 +70,14 @@ def docker_command(image: str, work_dir: Path, memory: str = "8G") -> list[str]:
             f"{name}:{tag}", "/bin/bash", "-c", "sh predict.sh"]
 
 
+def fixed_command(argv: list[str]) -> CommandBuilder:
+    """Builder for a command whose folders are fixed in it (the organisers' docker run mounts
+    ``$PWD/inputs`` and ``$PWD/outputs``): the same argv for every case."""
+    def build(inputs: Path, outputs: Path) -> list[str]:
+        return argv
+    return build
+
+
 def shell_command(command: str) -> CommandBuilder:
     """Builder for a shell command line; `{inputs}` and `{outputs}` are replaced by the (quoted)
     temporary input and output folders."""
