@@ -23,6 +23,7 @@ from challenge.atomic import writable_file
 from infer.cases import MAX_ARRAY_BYTES
 from infer.clock import since_process_start
 from infer.errors import RoutingError
+from infer.embedding_store import DEFAULT_STORE_BYTES
 from infer.interactive import InteractiveOptions
 from infer.pipeline import CaseResult
 from infer.report import log_line, write_efficiency_csv
@@ -34,12 +35,17 @@ from infer.session import BACKENDS
 __all__ = ["DEFAULT_MODELS", "build_parser", "main"]
 
 
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+
+_positive_int = _int_at_least(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--refine-rounds", type=int, default=0, choices=range(0, 9), metavar="K",
                         help="interactive cases: decode the clicked slice K more times with its own low-res "
                              "mask as the mask prompt (default 0)")
+    parser.add_argument("--embedding-store-mib", type=_int_at_least(0), default=DEFAULT_STORE_BYTES >> 20, metavar="MIB",
+                        help="interactive cases: keep slice embeddings in OUTPUT/.medsam-embeddings between the steps "
+                             "of a case, up to MIB (default %(default)s; 0 disables); removed after the last step")
     return parser
 
 
@@ -153,7 +162,7 @@ def _main(argv: list[str] | None) -> int:
         print(warning, file=sys.stderr)
     segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes, args.precision,
                           InteractiveOptions(mask_prompt=args.mask_prompt, refine_rounds=args.refine_rounds,
-                                             local_edits=args.local_edits))
+                                             local_edits=args.local_edits, store_bytes=args.embedding_store_mib << 20))
     progress, write = _progress()
 
     def report(result: CaseResult) -> None:

@@ -31,12 +31,24 @@ import cv2
 import numpy as np
 
 from challenge.interactive import ClassBox, InteractiveCase
+from infer.embedding_store import DEFAULT_STORE_BYTES
 from infer.interpolate import mask_agreement
 from infer.postprocess import RegionMask
 from infer.predictor import ImageState, Prompt, SlicePredictor
 from infer.volume import DEFAULT_CACHE_BYTES, IOU_PICK, Rule, add_box, init_state, propagate
 
-__all__ = ["InteractiveOptions", "EmbeddingCache", "segment_interactive", "box_step", "click_step"]
+__all__ = ["InteractiveOptions", "EmbeddingCache", "CLICK_STEPS", "is_last_step", "segment_interactive", "box_step",
+           "click_step"]
+
+CLICK_STEPS = 5
+"""Click steps after the box step in the 2025 evaluator (``CVPR25_iter_eval.py``: six runs per case)."""
+
+
+def is_last_step(case: InteractiveCase) -> bool:
+    """Whether ``case`` is the evaluator's last step of its case: every class's ``clicks_order``
+    has one entry per click step (a class without error gets ``None``)."""
+    order = case.clicks_order or ()
+    return len(order) > 0 and all(len(steps) >= CLICK_STEPS for steps in order)
 
 
 @dataclass(frozen=True)
@@ -47,13 +59,15 @@ class InteractiveOptions:
     the new mask's region holding the click, a bg click removes the previous mask's region around
     the click that the new mask drops; nothing else changes, no re-propagation), since with
     box-trained weights the new mask is often worse than the previous one away from the click
-    (docs/interactive.md); ``agree_dice``: re-propagation stops at a slice whose new mask has at least this
-    Dice with the previous one; ``mask_scale``: logit magnitude of a binary mask turned prompt;
+    (docs/interactive.md); ``store_bytes``: keep slice embeddings in the outputs folder between the
+    steps of a case up to this size, 0 not at all (:mod:`infer.embedding_store`); ``agree_dice``:
+    re-propagation stops at a slice whose new mask has at least this Dice with the previous one; ``mask_scale``: logit magnitude of a binary mask turned prompt;
     ``rule``: the box step's propagation rule."""
 
     mask_prompt: bool = False
     refine_rounds: int = 0
     local_edits: bool = False
+    store_bytes: int = DEFAULT_STORE_BYTES
     agree_dice: float = 0.95
     mask_scale: float = 8.0
     rule: Rule = IOU_PICK
@@ -61,6 +75,8 @@ class InteractiveOptions:
     def __post_init__(self) -> None:
         if self.refine_rounds < 0:
             raise ValueError(f"refine_rounds must be >= 0, got {self.refine_rounds}")
+        if self.store_bytes < 0:
+            raise ValueError(f"store_bytes must be >= 0, got {self.store_bytes}")
 
 
 class EmbeddingCache:

@@ -22,7 +22,8 @@ from challenge.npz import write_npz
 from infer.boxes import prepare_boxes
 from infer.cases import MAX_ARRAY_BYTES, Case, is_interactive, load_case, load_interactive
 from infer.errors import CaseError
-from infer.interactive import InteractiveOptions, segment_interactive
+from infer.embedding_store import STORE_DIR, EmbeddingStore, model_fingerprint
+from infer.interactive import InteractiveOptions, is_last_step, segment_interactive
 from infer.models import ModelPool
 from infer.predictor import CallStats, SlicePredictor
 from infer.routing import Route
@@ -74,14 +75,24 @@ def write_segs(path: Path, segs: np.ndarray) -> None:
         raise CaseError(path, f"cannot write the output ({exc.strerror or exc})") from None
 
 
-def _run_interactive(path: Path, route: Route, pool: ModelPool, margin: float, max_array_bytes: int,
+def _run_interactive(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: float, max_array_bytes: int,
                      options: InteractiveOptions, result: CaseResult) -> tuple[np.ndarray, SlicePredictor]:
+    """One step; slice embeddings are kept in ``out_dir``'s store between the steps of the case
+    (:mod:`infer.embedding_store`) and dropped after its last step."""
     case, result.notes = load_interactive(path, route.dimension, max_array_bytes)
     result.shape, result.boxes = case.imgs.shape, case.num_classes or 0
-    predictor = SlicePredictor(pool.get(route.model))
+    model = pool.get(route.model)
+    store = (EmbeddingStore.open(out_dir / STORE_DIR, path.stem, model_fingerprint(model), options.store_bytes)
+             if options.store_bytes else None)
+    predictor = SlicePredictor(model, store=store)
     step = "box step" if case.clicks is None else "click step"
     result.notes.append(f"interactive {step}" + (", no boxes" if case.boxes is None else ""))
-    return segment_interactive(predictor, case, margin, options), predictor
+    segs = segment_interactive(predictor, case, margin, options)
+    if predictor.stats.stored_embeddings:
+        result.notes.append(f"{predictor.stats.stored_embeddings} stored embeddings read")
+    if store is not None and is_last_step(case):
+        store.remove()
+    return segs, predictor
 
 
 def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: float,
@@ -98,7 +109,8 @@ def run_case(path: Path, route: Route, pool: ModelPool, out_dir: Path, margin: f
     predictor: SlicePredictor | None = None
     try:
         if is_interactive(path):
-            segs, predictor = _run_interactive(path, route, pool, margin, max_array_bytes, interactive, result)
+            segs, predictor = _run_interactive(path, route, pool, out_dir, margin, max_array_bytes, interactive,
+                                                   result)
         else:
             case = load_case(path, route.dimension, max_array_bytes)
             result.notes, result.shape, result.boxes = list(case.notes), case.imgs.shape, len(case.boxes)

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infer.embedding_store import EmbeddingStore
 from infer.errors import ModelError
 from infer.model_spec import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, POINTS_DECODER,
                               POINTS_DECODER_INPUTS)
 from infer.models import LoadedModel
 from infer.postprocess import RegionMask, mask_from_logits, mask_to_logits, valid_low_res
-from infer.preprocess import Geometry, boxes_to_model, box_scale, points_to_model, preprocess_image
+from infer.preprocess import Geometry, boxes_to_model, box_scale, geometry_for, points_to_model, preprocess_image
 from infer.session import Session
 
 __all__ = ["CallStats", "ImageState", "Prompt", "SlicePredictor", "DEFAULT_MAX_BATCH"]
@@ -50,6 +51,7 @@ class CallStats:
     decoder_seconds: float = 0.0
     first_encoder_time: float | None = None
     first_encoder_cpu: float | None = None
+    stored_embeddings: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,14 @@ BOX_LABELS = (2.0, 3.0)
 class SlicePredictor:
     """Encoder once per image, batched decoder per set of boxes; :attr:`stats` counts both."""
 
-    def __init__(self, model: LoadedModel, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, model: LoadedModel, max_batch: int = DEFAULT_MAX_BATCH,
+                 store: EmbeddingStore | None = None) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.model = model
         self.spec = model.spec
         self.max_batch = max_batch
+        self.store = store
         self._state: ImageState | None = None
         self.stats = CallStats()
 
@@ -95,8 +99,17 @@ class SlicePredictor:
         return self._state
 
     def set_image(self, image: np.ndarray) -> None:
-        """Encode ``image``: (H, W) grey or (H, W, 3) uint8."""
-        tensor, geometry = preprocess_image(np.ascontiguousarray(image), self.spec.preprocess)
+        """Encode ``image``: (H, W) grey or (H, W, 3) uint8; with a :attr:`store`, an embedding
+        stored for the same pixels is read instead, and a new one is stored."""
+        image = np.ascontiguousarray(image)
+        store = self.store
+        key = store.key(image) if store is not None else ""
+        stored = store.load(key) if store is not None else None
+        if stored is not None:
+            self.stats.stored_embeddings += 1
+            self._state = ImageState(stored, geometry_for(self.spec.preprocess, *image.shape[:2]))
+            return
+        tensor, geometry = preprocess_image(image, self.spec.preprocess)
         start = time.perf_counter()
         if self.stats.first_encoder_time is None:
             self.stats.first_encoder_time, self.stats.first_encoder_cpu = start, time.process_time()
@@ -104,6 +117,8 @@ class SlicePredictor:
         self.stats.encoder_seconds += time.perf_counter() - start
         self.stats.encoder_calls += 1
         self._state = ImageState(outputs[ENCODER_OUTPUT], geometry)
+        if store is not None:
+            store.save(key, self._state.embedding)
 
     def restore(self, state: ImageState) -> None:
         """Make an earlier :attr:`image_state` current again, without encoding."""
