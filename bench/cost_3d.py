@@ -34,13 +34,12 @@ import numpy as np
 
 from evaluation.metrics import dice
 from evaluation.process_run import run_measured
-from infer.precision import cpu_flags, native_precisions
+from infer.precision import cpu_flags, cpu_summary, native_precisions
 from infer.routing import load_routing
 from test_demo.generate import BENCHMARK_WORKLOAD, case_seed, generate_case, write_case
 
 REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = {"exact": "axial_iou", "stride3": "axial_iou_stride3"}
-FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -110,12 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routing", type=Path, default=REPO / "infer" / "routing_official.json")
     parser.add_argument("--out", type=Path, default=REPO / "test_demo" / "benchmark" / "cost_3d")
     args = parser.parse_args(argv)
-    flags = cpu_flags()
-    native = native_precisions(flags)
+    native = native_precisions(cpu_flags())
     precisions = [p for p in args.precisions.split(",") if p in native]
     skipped = [p for p in args.precisions.split(",") if p not in native]
-    print(f"CPU flags: {' '.join(f for f in FLAGS_SHOWN if f in flags) or 'none of ' + ' '.join(FLAGS_SHOWN)}; "
-          f"{os.cpu_count()} CPUs; native precisions {', '.join(native)}"
+    print(f"{cpu_summary()}; {len(os.sched_getaffinity(0))} CPUs; load {os.getloadavg()[0]:.1f}; native precisions "
+          f"{', '.join(native)}"
           + (f"; skipped (not native): {', '.join(skipped)}" if skipped else ""), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     cases = _cases(args.set, set(filter(None, args.workload.split(","))), args.out / "workload")
@@ -147,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean([r['ratio'] for r in mine]):.2f}, encoder calls {sum(r['encoder_calls'] for r in mine)}, "
               f"mean DSC {np.mean(labelled) if labelled else float('nan'):.4f} ({len(labelled)} labelled), "
               f"max RSS {max(r['peak_rss_mb'] for r in mine):.0f} MB")
-    (args.out / "cost_3d.json").write_text(json.dumps({"flags": sorted(set(FLAGS_SHOWN) & flags), "rows": rows},
-                                                      indent=2))
+    (args.out / "cost_3d.json").write_text(json.dumps({"cpu": cpu_summary(), "rows": rows}, indent=2))
     return 0
 
 

@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import openvino as ov
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.encoder_profile import cpu_summary  # noqa: E402
-from infer.session import host_threads  # noqa: E402
+from infer.precision import cpu_summary
+from infer.session import host_threads
 
 
 class Variant:

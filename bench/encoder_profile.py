@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -20,22 +19,10 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from infer.precision import cpu_summary
+from infer.session import host_threads
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from infer.session import host_threads  # noqa: E402
-
-FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
-
-
-def cpu_summary() -> str:
-    """Model name and which of :data:`FLAGS` the first CPU of ``/proc/cpuinfo`` has."""
-    info = {}
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        info.setdefault(key.strip(), value.strip())
-    flags = set(info.get("flags", "").split())
-    return f"{info.get('model name', '?')}; " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in FLAGS)
-
 
 Node = tuple[str, str, float]  # layer type, kernel, ms
 

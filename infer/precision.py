@@ -15,7 +15,8 @@ from pathlib import Path
 
 from infer.model_spec import ModelSpec
 
-__all__ = ["PRECISIONS", "REQUESTS", "NATIVE_FLAGS", "cpu_flags", "native_precisions", "gate_passed", "choose_precision"]
+__all__ = ["PRECISIONS", "REQUESTS", "NATIVE_FLAGS", "cpu_flags", "cpu_summary", "native_precisions", "gate_passed",
+           "choose_precision"]
 
 PRECISIONS = ("f32", "bf16", "int8")
 REQUESTS = ("auto", *PRECISIONS)
@@ -36,6 +37,20 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def cpu_summary(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU model and the flags that pick OpenVINO's kernels and the native precisions, for
+    benchmark output (a time means something only beside the CPU that gave it)."""
+    try:
+        cpu_info = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return "unknown CPU"
+    model = next((line.partition(":")[2].strip() for line in cpu_info.splitlines() if line.startswith("model name")),
+                 "unknown CPU")
+    shown = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    flags = cpu_flags(cpuinfo)
+    return f"{model}; " + ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in shown)
 
 
 def native_precisions(flags: Iterable[str]) -> tuple[str, ...]:

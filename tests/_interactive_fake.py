@@ -15,10 +15,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from challenge.folders import case_files  # noqa: E402
-from challenge.interactive import read_interactive_case  # noqa: E402
+from challenge.folders import case_files
+from challenge.interactive import read_interactive_case
 
 
 def main() -> int:

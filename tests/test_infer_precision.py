@@ -12,7 +12,7 @@ from _infer_fakes import write_tiny_model
 from infer.errors import ModelError
 from infer.model_spec import load_model_spec
 from infer.models import load_model
-from infer.precision import choose_precision, cpu_flags, native_precisions
+from infer.precision import choose_precision, cpu_flags, cpu_summary, native_precisions
 from train.export_precision import label_agreement
 
 AVX2 = {"sse4_2", "avx2", "fma"}
@@ -37,6 +37,9 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\nflags\t: fpu\n")
     assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"}
     assert cpu_flags(tmp_path / "missing") == frozenset()
+    summary = cpu_summary(info)
+    assert summary.startswith("X; avx2 yes, fma no, avx512f no") and "amx_bf16 yes" in summary
+    assert cpu_summary(tmp_path / "missing") == "unknown CPU"
 
 
 def test_native_precisions_follow_the_instruction_sets():
