@@ -1,9 +1,11 @@
 """Accuracy of the official LiteMedSAM through our pipeline, per strategy variant, on labelled cases.
 
     python bench/official_accuracy.py --cases test_demo test_demo/real [--models work_dir] [--out results.csv]
+        [--emb-cache DIR]
 
 Each CASES folder holds ``imgs/`` and ``gts/``. Every variant below runs in this one process on one
-OpenVINO model whose encoder results are memoised per distinct image, so the variants (which differ
+OpenVINO model whose encoder results are kept per distinct image (``--emb-cache``, across runs too),
+so the variants (which differ
 only in prompts, views and crops) cost one encoder call per distinct slice in all, and are compared
 on identical embeddings. Prints DSC / NSD per case and variant (organiser-exact scoring) and the mean
 per variant and group; 3D and 2D variants are listed separately.
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from evaluation.metrics import score_case
 from infer import volume
 from infer.cases import load_case
+from infer.embedding_store import EmbeddingStore
 from infer.models import load_model
 from infer.pipeline import segment_case
 from infer.predictor import SlicePredictor
@@ -31,20 +33,13 @@ from infer.routing import Route
 REPO = Path(__file__).resolve().parents[1]
 
 
-class MemoPredictor(SlicePredictor):
-    """A predictor whose encoder runs once per distinct image content (keyed by shape + sha1)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.memo: dict[tuple, object] = {}
-
-    def set_image(self, image: np.ndarray) -> None:
-        image = np.ascontiguousarray(image)
-        key = (image.shape, hashlib.sha1(image.tobytes()).hexdigest())
-        if key not in self.memo:
-            super().set_image(image)
-            self.memo[key] = self.image_state
-        self.restore(self.memo[key])  # type: ignore[arg-type]
+def memo_predictor(args: argparse.Namespace) -> SlicePredictor:
+    """The model of ``args`` with every slice encoded once across variants and runs: embeddings
+    kept by content in ``--emb-cache`` (:class:`infer.embedding_store.EmbeddingStore`), so
+    variants differ only in prompts."""
+    args.emb_cache.mkdir(parents=True, exist_ok=True)
+    return SlicePredictor(load_model(args.models / args.model, "openvino", args.threads),
+                          store=EmbeddingStore(args.emb_cache, budget_bytes=1 << 40))
 
 
 @contextlib.contextmanager
@@ -96,6 +91,8 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="litemedsam")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    p.add_argument("--emb-cache", type=Path, default=REPO / "test_demo" / "benchmark" / "embeddings",
+                   help="folder keeping embeddings across variants and runs, 4 MiB each (default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     add_common_arguments(p)
     p.add_argument("--out", type=Path, help="CSV of every (case, variant) score")
     args = p.parse_args(argv)
-    predictor = MemoPredictor(load_model(args.models / args.model, "openvino", args.threads))
+    predictor = memo_predictor(args)
     rows = []
     for group, img, gt in _cases(args.cases):
         dimension = "3D" if img.name.startswith("3D") else "2D"
@@ -115,12 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, dim, strategy, margin, context, modalities in VARIANTS:
             if dim != dimension or (modalities and modality not in modalities) or (args.only and name not in args.only):
                 continue
-            start, calls = time.perf_counter(), predictor.encoder_calls
+            start, calls = time.perf_counter(), predictor.stats.encoder_calls
             with context():
                 segs, _ = segment_case(case, Route(dimension, "*", args.model, strategy), predictor, margin)
             scores = score_case(gts, segs, spacing)
             rows.append({"group": group, "case": img.name, "variant": name, "dsc": scores.dsc, "nsd": scores.nsd,
-                         "new_encoder_calls": predictor.encoder_calls - calls,
+                         "new_encoder_calls": predictor.stats.encoder_calls - calls,
                          "seconds": time.perf_counter() - start})
             print(f"{group:10s} {img.name:34s} {name:40s} DSC {scores.dsc:.4f} NSD {scores.nsd:.4f}", flush=True)
     print("\nmeans (DSC / NSD):")

@@ -4,10 +4,10 @@
         [--emb-cache DIR] [--out rows.csv]
 
 Each CASES folder holds ``imgs/`` and ``gts/``; 3D cases only. Every variant runs in this one process
-on one OpenVINO model whose encoder results are memoised per distinct image (whole slice or crop), in
-memory and, with ``--emb-cache``, on disk across runs, so variants cost decoder time only and are
+on one OpenVINO model whose encoder results are kept per distinct image (whole slice or crop) in
+``--emb-cache`` across runs, so variants cost decoder time only and are
 compared on identical embeddings. ``enc`` is the encoder calls the variant itself asks for (what a
-fresh run pays); ``s`` its wall time in this process (decoder time and memo look-ups, not encoder
+fresh run pays); ``s`` its wall time in this process (decoder time and cache reads, not encoder
 time). Variants:
 
 * ``oracle``: the label's tight box on every slice it covers, decoded on that slice (the upper bound
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,39 +35,17 @@ import numpy as np
 from evaluation.metrics import score_case
 from infer import volume
 from infer.boxes import prepare_boxes
-from infer.models import load_model
 from infer.postprocess import RegionMask
-from infer.predictor import ImageState, SlicePredictor
-from infer.preprocess import geometry_for
+from infer.predictor import SlicePredictor
 # bench/ is no package: a script's own folder comes first on sys.path, so the scripts import each other by module name.
-from official_accuracy import add_common_arguments, prompts_may_leave_the_box, write_rows
+from official_accuracy import add_common_arguments, memo_predictor, prompts_may_leave_the_box, write_rows
 
 SIZE_CLASSES = ((0, 1000, "< 1k voxels"), (1000, 5000, "1k-5k"), (5000, 10**12, ">= 5k"))
 
 
-class DiskMemoPredictor(SlicePredictor):
-    """Encoder once per distinct image content (shape + sha1), kept in memory and in ``folder``;
-    ``asked`` counts :meth:`set_image` calls: the encoder calls a fresh run would make."""
-
-    def __init__(self, *args, folder: Path | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.folder, self.memo, self.asked = folder, {}, 0
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.asked += 1
-        image = np.ascontiguousarray(image)
-        key = f"{'x'.join(map(str, image.shape))}_{hashlib.sha1(image.tobytes()).hexdigest()}"
-        if key not in self.memo:
-            path = None if self.folder is None else self.folder / f"{self.model.spec.name}_{key}.npy"
-            if path is not None and path.exists():
-                geometry = geometry_for(self.spec.preprocess, *image.shape[:2])
-                self.memo[key] = ImageState(np.load(path), geometry)
-            else:
-                super().set_image(image)
-                self.memo[key] = self.image_state
-                if path is not None:
-                    np.save(path, self.image_state.embedding)  # type: ignore[union-attr]
-        self.restore(self.memo[key])
+def _asked(predictor: SlicePredictor) -> int:
+    """Images the predictor was given: the encoder calls a fresh run would make."""
+    return predictor.stats.encoder_calls + predictor.stats.stored_embeddings
 
 
 @dataclass(frozen=True)
@@ -147,19 +124,18 @@ def _home_start(how: str, predictor: SlicePredictor, imgs: np.ndarray, box: np.n
     """The slice whose mask from the 3D box's xy is largest (``home-largest``) or has the highest
     predicted IoU (``home-iou``): start rules an inference run could afford (decoder only: the
     sweeps need the same slices, so their embeddings can be kept; not counted in ``enc``)."""
-    scores, asked = [], predictor.asked
+    scores = []
     for z in range(int(box[2]), int(box[5]) + 1):
         predictor.set_image(imgs[z])
         logits, iou = predictor.predict_logits(box[None, [0, 1, 3, 4]])
         scores.append(float((logits > 0).sum()) if how == "home-largest" else float(iou[0]))
-    predictor.asked = asked
     return int(box[2]) + int(np.argmax(scores))
 
 
-def run_variant(variant: Variant, predictor: DiskMemoPredictor, imgs: np.ndarray, boxes: np.ndarray,
+def run_variant(variant: Variant, predictor: SlicePredictor, imgs: np.ndarray, boxes: np.ndarray,
                 labels: np.ndarray, gts: np.ndarray) -> Outcome:
     """Segment one case with ``variant``; ``gts`` feeds the oracle prompts and the oracle start."""
-    start, asked = time.perf_counter(), predictor.asked
+    start, asked, uncounted = time.perf_counter(), _asked(predictor), 0
     segs = np.zeros(imgs.shape, np.uint16)
     if variant.kind in ("oracle", "home"):
         windows = _windows(variant.rule, imgs, boxes, labels)
@@ -185,14 +161,16 @@ def run_variant(variant: Variant, predictor: DiskMemoPredictor, imgs: np.ndarray
             if variant.start == "gt-largest":
                 z_start = int(np.argmax((gts == label).sum(axis=(1, 2))))
             elif variant.start.startswith("home-"):
+                before = _asked(predictor)
                 z_start = _home_start(variant.start, predictor, imgs, box)
+                uncounted += _asked(predictor) - before
             volume.add_box(state, int(label), box, z_start)
         with variant.context():
             for reverse in (False, True):
                 for z, masks in volume.propagate(state, predictor, reverse):
                     for label, mask in masks:
                         mask.paint(segs[z], label)
-    return Outcome(segs, predictor.asked - asked, time.perf_counter() - start)
+    return Outcome(segs, _asked(predictor) - asked - uncounted, time.perf_counter() - start)
 
 
 def _cases(folders: list[Path]) -> list[tuple[str, Path, Path]]:
@@ -203,12 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(p)
     p.add_argument("--baseline", type=Path, nargs="*", default=[], help="folders of train.reference outputs")
-    p.add_argument("--emb-cache", type=Path, help="folder memoising embeddings across runs (4 MiB each)")
     p.add_argument("--out", type=Path, help="CSV of every (case, structure, variant) score")
     args = p.parse_args(argv)
-    if args.emb_cache:
-        args.emb_cache.mkdir(parents=True, exist_ok=True)
-    predictor = DiskMemoPredictor(load_model(args.models / args.model, "openvino", args.threads), folder=args.emb_cache)
+    predictor = memo_predictor(args)
     variants = [v for v in VARIANTS if not args.only or v.name in args.only]
     baselines = {p.name: p for folder in args.baseline for p in folder.glob("3D*.npz")}
     rows, cases = [], []
