@@ -82,11 +82,15 @@ def _run_interactive(path: Path, route: Route, pool: ModelPool, out_dir: Path, m
     case, result.notes = load_interactive(path, route.dimension, max_array_bytes)
     result.shape, result.boxes = case.imgs.shape, case.num_classes or 0
     model = pool.get(route.model)
-    store = (EmbeddingStore.open(out_dir / STORE_DIR, path.stem, model_fingerprint(model), options.store_bytes)
-             if options.store_bytes else None)
-    predictor = SlicePredictor(model, store=store)
     step = "box step" if case.clicks is None else "click step"
     result.notes.append(f"interactive {step}" + (", no boxes" if case.boxes is None else ""))
+    store = None
+    if options.store_bytes:
+        try:
+            store = EmbeddingStore.open(out_dir / STORE_DIR, path.stem, model_fingerprint(model), options.store_bytes)
+        except OSError as exc:  # only a saving lost: the step runs without it
+            result.notes.append(f"no embedding store ({exc.strerror or exc})")
+    predictor = SlicePredictor(model, store=store)
     segs = segment_interactive(predictor, case, margin, options)
     if predictor.stats.stored_embeddings:
         result.notes.append(f"{predictor.stats.stored_embeddings} stored embeddings read")

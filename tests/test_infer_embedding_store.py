@@ -139,3 +139,11 @@ def test_the_fingerprint_follows_the_precision_and_the_sidecar():
     assert model_fingerprint(model) == model_fingerprint(fake_model())
     assert model_fingerprint(replace(model, precision="bf16")) != model_fingerprint(model)
     assert model_fingerprint(replace(model, spec=replace(model.spec, raw={"x": 1}))) != model_fingerprint(model)
+
+
+def test_a_store_that_cannot_be_made_costs_only_the_saving(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / STORE_DIR).write_text("a file where the store's folder would go")
+    result, segs = _step(tmp_path, "3DBox_CT_0001.npz", None, fake_model(points=True))
+    assert result.stats.encoder_calls == 8 and segs.shape == SHAPE
+    assert any(note.startswith("no embedding store (") for note in result.notes)
