@@ -35,17 +35,18 @@ from infer.session import BACKENDS
 __all__ = ["DEFAULT_MODELS", "build_parser", "main"]
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        value = int(text)
+def _at_least(kind: type[int] | type[float], low: int | float):
+    """An argparse type: ``kind`` (int or float) that is at least ``low``."""
+    def parse(text: str) -> int | float:
+        value = kind(text)
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
         return value
-    parse.__name__ = "integer"
+    parse.__name__ = "integer" if kind is int else "number"
     return parse
 
 
-_positive_int = _int_at_least(1)
+_positive_int = _at_least(int, 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,13 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="OpenVINO compiled-model cache (default: MODELS/ov_cache; '' disables it)")
     parser.add_argument("--mask-prompt", action="store_true",
                         help="interactive cases: give the clicked slice's previous mask as the mask prompt")
-    parser.add_argument("--local-edits", action="store_true",
-                        help="interactive cases: a click edits only its own slice around itself (adds / removes the "
-                             "region holding it), the rest of the previous mask stays")
+    parser.add_argument("--click-edits", choices=("local", "propagate"), default="local",
+                        help="interactive cases: local (default) edits only the clicked slice around the click; "
+                             "propagate re-decodes outward from the clicked slice while the masks change")
+    parser.add_argument("--edit-reach", type=_at_least(float, 0.0), default=InteractiveOptions.edit_reach, metavar="R",
+                        help="interactive cases: a local edit changes pixels within R times the click's distance to "
+                             "the previous mask's edge (default %(default)s; 0: the whole region)")
     parser.add_argument("--refine-rounds", type=int, default=0, choices=range(0, 9), metavar="K",
                         help="interactive cases: decode the clicked slice K more times with its own low-res "
                              "mask as the mask prompt (default 0)")
-    parser.add_argument("--embedding-store-mib", type=_int_at_least(0), default=DEFAULT_STORE_BYTES >> 20, metavar="MIB",
+    parser.add_argument("--embedding-store-mib", type=_at_least(int, 0), default=DEFAULT_STORE_BYTES >> 20, metavar="MIB",
                         help="interactive cases: keep slice embeddings in OUTPUT/.medsam-embeddings between the steps "
                              "of a case, up to MIB (default %(default)s; 0 disables); removed after the last step")
     return parser
@@ -162,7 +166,8 @@ def _main(argv: list[str] | None) -> int:
         print(warning, file=sys.stderr)
     segmenter = Segmenter(args.models, table, args.backend, args.threads, cache_dir, args.max_array_bytes, args.precision,
                           InteractiveOptions(mask_prompt=args.mask_prompt, refine_rounds=args.refine_rounds,
-                                             local_edits=args.local_edits, store_bytes=args.embedding_store_mib << 20))
+                                             local_edits=args.click_edits == "local",
+                                             edit_reach=args.edit_reach, store_bytes=args.embedding_store_mib << 20))
     progress, write = _progress()
 
     def report(result: CaseResult) -> None:

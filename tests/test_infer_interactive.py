@@ -33,6 +33,9 @@ def _case(tmp_path: Path, volume: np.ndarray, **members) -> Path:
     return path
 
 
+PROPAGATE = InteractiveOptions(local_edits=False)
+
+
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * (a & b).sum() / (a.sum() + b.sum())
 
@@ -54,7 +57,7 @@ def test_a_click_step_refines_the_clicked_slice_and_stops_where_nothing_changes(
     case = read_interactive_case(_case(tmp_path, volume, boxes=[BOX], clicks=clicks, clicks_order=[["fg"]],
                                        prev_pred=prev))
     model = fake_model(points=True)
-    segs = click_step(SlicePredictor(model), case, 3.0)
+    segs = click_step(SlicePredictor(model), case, 3.0, PROPAGATE)
     assert _dice(segs == 1, truth) > 0.95
     np.testing.assert_array_equal(segs[:10], prev[:10])  # slices that agree are kept as they were
     # slice 11, up to 12 (the box's last), down to 10 and 9 where the new mask agrees with the old
@@ -72,7 +75,7 @@ def test_background_click_and_mask_prompt_option(tmp_path):
     case = read_interactive_case(_case(tmp_path, volume, boxes=[BOX], clicks=clicks, clicks_order=[["bg"]],
                                        prev_pred=prev))
     model = fake_model(points=True)
-    segs = click_step(SlicePredictor(model), case, 3.0, InteractiveOptions(mask_prompt=True, refine_rounds=2))
+    segs = click_step(SlicePredictor(model), case, 3.0, replace(PROPAGATE, mask_prompt=True, refine_rounds=2))
     assert not segs[8, 10:16].any() and _dice(segs[8] == 1, truth[8]) > 0.95  # the given box on z_mid
     feeds = model.points_decoder.feeds
     assert len(feeds) == 3 + 2  # clicked slice 3 times (2 refinement rounds), slices 7 and 9 agree
@@ -169,6 +172,22 @@ def test_local_edits_change_only_the_region_at_the_click():
     removed = _local_edit(before, new, 7, 7, foreground=False)  # the blob is not in new: removed
     assert not removed[6:9, 6:9].any() and removed[1:4, 1:4].all() and removed.sum() == 9
     assert (_local_edit(before, new, 0, 0, foreground=True) == before).all()  # click outside new: no change
+
+
+def test_the_edit_reach_bounds_a_local_edit_by_the_clicks_distance_to_the_edge():
+    from infer.interactive import _local_edit
+
+    yy, xx = np.mgrid[:40, :40]
+    before = (yy < 30) & (xx < 30)
+    new = before & (xx < 20)  # the new mask drops a whole 10-column band
+    # bg click 2 px inside the edge (column 28; column 30 is outside): radius 3 * 2
+    removed = before & ~_local_edit(before, new, 15, 28, foreground=False, reach=3)
+    np.testing.assert_array_equal(removed, before & ~new & ((yy - 15) ** 2 + (xx - 28) ** 2 <= 36))
+    assert _local_edit(before, new, 15, 28, foreground=False, reach=0).sum() == before.sum() - 300  # whole band
+    # fg click 3 px outside (column 32; column 29 is the nearest inside): radius 2 * 3 within the new mask
+    grown = np.ones_like(before)
+    added = _local_edit(before, grown, 15, 32, foreground=True, reach=2) & ~before
+    np.testing.assert_array_equal(added, ~before & ((yy - 15) ** 2 + (xx - 32) ** 2 <= 36))
 
 
 def test_local_edits_touch_only_the_clicked_slice(tmp_path):
