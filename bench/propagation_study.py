@@ -48,6 +48,29 @@ def _asked(predictor: SlicePredictor) -> int:
     return predictor.stats.encoder_calls + predictor.stats.stored_embeddings
 
 
+@contextlib.contextmanager
+def pick_among(fractions: tuple[float, ...]) -> Iterator[None]:
+    """Pick iou over more candidates: besides the propagated prompt and the 3D box's xy, the
+    prompts ``fraction`` of the way between them; the mask with the highest predicted IoU wins."""
+    original = volume._decode
+
+    def decode(predictor, tracks, window, pick_iou):
+        if not pick_iou or window is not None:
+            return original(predictor, tracks, window, pick_iou)
+        masks = []
+        for track in tracks:
+            prompts = [track.prompt, track.home] + [(1 - f) * track.prompt + f * track.home for f in fractions]
+            found, iou = predictor.predict_scored(np.stack(prompts))
+            masks.append(found[int(np.argmax(iou))])
+        return masks
+
+    volume._decode = decode
+    try:
+        yield
+    finally:
+        volume._decode = original
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -93,6 +116,9 @@ VARIANTS: list[Variant] = [
     Variant("pick iou, start home-largest", rule=R(pick="iou"), start="home-largest"),
     Variant("pick iou, start home-iou", rule=R(pick="iou"), start="home-iou"),
     Variant("pick iou, start gt-largest", rule=R(pick="iou"), start="gt-largest"),
+    Variant("pick iou among prompt, 0.5, home", rule=R(pick="iou"), context=lambda: pick_among((0.5,))),
+    Variant("pick iou among prompt, 0.25, 0.5, 0.75, home", rule=R(pick="iou"),
+            context=lambda: pick_among((0.25, 0.5, 0.75))),
     Variant("oracle, zoom c2", rule=R(zoom_context=2.0), kind="oracle"),
     Variant("zoom c2 m3", rule=R(zoom_context=2.0)),
     Variant("zoom c2 blend 1 (= home)", rule=R(zoom_context=2.0, blend=1.0)),
