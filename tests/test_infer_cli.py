@@ -260,6 +260,22 @@ def test_bad_arguments_exit_2(tmp_path, capsys, tiny_models):
     assert (code, err.strip()) == (2, f"error: {bad}: must hold a JSON object")
 
 
+def test_the_interactive_options_parse_and_refuse_bad_values(capsys):
+    from infer.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["-i", "in", "-o", "out"])
+    assert (args.click_edits, args.edit_reach, args.refine_rounds) == ("local", 3.0, 0)
+    args = parser.parse_args(["-i", "in", "-o", "out", "--click-edits", "propagate", "--edit-reach", "0"])
+    assert (args.click_edits, args.edit_reach) == ("propagate", 0.0)
+    for bad, message in ((["--edit-reach", "-1"], "must be >= 0.0, got -1.0"),
+                         (["--click-edits", "global"], "invalid choice: 'global'"),
+                         (["--embedding-store-mib", "-5"], "must be >= 0, got -5")):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["-i", "in", "-o", "out", *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 def test_cli_runs_with_torch_and_train_unimportable(tmp_path, tiny_models, backend):
     img = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
