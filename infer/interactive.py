@@ -67,10 +67,11 @@ class InteractiveOptions:
     previous one away from the click; False re-propagates the new mask while it changes;
     ``edit_reach``: a local edit changes only pixels within ``edit_reach`` times the click's
     distance to the previous mask's edge (the evaluator clicks the centre of an error region, so
-    that distance is about the error's half-width; 0: the whole region); ``store_bytes``: keep slice embeddings in the outputs folder between the
-    steps of a case up to this size, 0 not at all (:mod:`infer.embedding_store`); ``agree_dice``:
-    re-propagation stops at a slice whose new mask has at least this Dice with the previous one; ``mask_scale``: logit magnitude of a binary mask turned prompt;
-    ``rule``: the box step's propagation rule."""
+    that distance is about the error's half-width; 0: the whole region); ``store_bytes``: keep
+    slice embeddings in the outputs folder between the steps of a case up to this size, 0 not at
+    all (:mod:`infer.embedding_store`); ``agree_dice``: re-propagation stops at a slice whose new
+    mask has at least this Dice with the previous one; ``mask_scale``: logit magnitude of a binary
+    mask turned prompt; ``rule``: the box step's propagation rule."""
 
     mask_prompt: bool = False
     refine_rounds: int = 0
@@ -221,13 +222,11 @@ def _local_edit(before: np.ndarray, new: np.ndarray, y: int, x: int, foreground:
     distance to the edge of ``before`` (at least 1 pixel), so a new mask that is wrong far from
     the click cannot add or remove much."""
     if foreground:
-        change = _component_at(new, y, x)
-        outside = ~before
+        change, click_side = _component_at(new, y, x), ~before
     else:
-        change = _component_at(before & ~new, y, x)
-        outside = before
+        change, click_side = _component_at(before & ~new, y, x), before
     if reach > 0 and before.any() and (~before).any():
-        dist = cv2.distanceTransform(outside.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        dist = cv2.distanceTransform(click_side.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         radius = reach * max(float(dist[y, x]), 1.0)
         yy, xx = np.ogrid[:before.shape[0], :before.shape[1]]
         change &= (yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2
