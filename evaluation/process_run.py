@@ -47,7 +47,9 @@ def _kill_group(pid: int) -> None:
 def run_measured(argv: Sequence[str], log_path: Path, timeout: float | None = None) -> RunResult:
     """Run `argv` (no shell unless argv says so), stdout/stderr appended to `log_path`.
 
-    The launcher starts a new process group, so a timeout kills the whole tree.
+    The launcher starts a new process group, so a timeout kills the whole tree; so does an
+    exception while waiting (Ctrl-C reaches only the foreground group, not the command's, which
+    would otherwise run on orphaned).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="measure_") as tmp, open(log_path, "ab") as log:
@@ -63,6 +65,9 @@ def run_measured(argv: Sequence[str], log_path: Path, timeout: float | None = No
         finally:
             if timer:
                 timer.cancel()
+            if proc.poll() is None:
+                _kill_group(proc.pid)
+                proc.wait()
         outer_seconds = time.perf_counter() - start
         text = report.read_text() if report.is_file() else ""
     if not text:  # killed before reporting (timeout, or the launcher itself failed)

@@ -204,3 +204,41 @@ def test_peak_memory_is_not_inflated_by_the_parent(tmp_path):
     parent_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = run_measured(["true"], tmp_path / "log")
     assert run.returncode == 0 and run.peak_rss_bytes < 16 * 2**20 < parent_kib * 1024
+
+
+def test_an_interrupted_measurement_kills_the_command_it_started(tmp_path):
+    import signal
+    import threading
+    import time
+
+    from evaluation.process_run import run_measured
+
+    pid_file = tmp_path / "pid"
+    command = [sys.executable, "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+               "time.sleep(60)"]
+
+    def interrupt_when_started() -> None:
+        for _ in range(200):
+            if pid_file.is_file() and pid_file.read_text():
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_measured(command, tmp_path / "log")
+    assert time.perf_counter() - started < 30
+    child = Path(f"/proc/{pid_file.read_text()}/stat")
+
+    def running() -> bool:  # a zombie waiting for a reaper is dead too
+        try:
+            return child.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except FileNotFoundError:
+            return False
+
+    for _ in range(100):
+        if not running():
+            break
+        time.sleep(0.05)
+    assert not running()
