@@ -233,9 +233,10 @@ def test_a_signal_mid_write_leaves_no_partial_file_and_one_line(tmp_path, capsys
         save(path, arrays, compresslevel)
 
     monkeypatch.setattr(challenge.npz, "save_npz", killed_mid_write)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # SIG_IGN under `nohup ... &`
     code, _, err = run_cli(capsys, tmp_path / "in", tmp_path / "out", tiny_models)
     name = signal.Signals(signum).name
     assert (code, err.strip()) == (128 + signum, f"python -m infer: interrupted by {name}; finished outputs are "
                                                  "kept, no partial file is left")
     assert os.listdir(tmp_path / "out") == ["2DBox_US_0000.npz"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers are back
