@@ -28,8 +28,7 @@ import numpy as np
 
 from official_accuracy import add_common_arguments, memo_predictor
 from challenge.interactive import ClassClicks, ClickKind, InteractiveCase, read_interactive_case
-from evaluation.clicks import next_clicks
-from evaluation.interactive import N_CLICKS, auc, evaluator_labels, score_step
+from evaluation.interactive import N_CLICKS, add_next_clicks, auc, evaluator_labels, score_step
 from infer.interactive import EmbeddingCache, InteractiveOptions, click_step, segment_interactive
 from infer.predictor import SlicePredictor
 
@@ -64,10 +63,7 @@ def trajectory(predictor: SlicePredictor, start: InteractiveCase, box_segs: np.n
     order: list[list[ClickKind | None]] = [[] for _ in labels]
     scores = [score_step(gts, segs, labels, spacing)[:2]]
     for _ in range(N_CLICKS):
-        for index, click in enumerate(next_clicks(segs, gts, labels)):
-            order[index].append(None if click is None else click.kind)
-            if click is not None:
-                clicks[index] = clicks[index].add(click.kind, click.zyx)
+        add_next_clicks(segs, gts, labels, clicks, order)
         case = replace(start, clicks=tuple(clicks), clicks_order=tuple(tuple(o) for o in order), prev_pred=segs)
         segs = click_step(predictor, case, MARGIN, options, EmbeddingCache(predictor, case.imgs)).astype(np.uint8)
         scores.append(score_step(gts, segs, labels, spacing)[:2])

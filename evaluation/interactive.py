@@ -53,7 +53,7 @@ from evaluation.metrics import NSD_DSC_THRESHOLD, NSD_TOLERANCE, dice, surface_d
 from evaluation.process_run import run_measured
 from evaluation.timing import CommandBuilder, docker_command, fixed_command, shell_command
 
-__all__ = ["N_CLICKS", "SECONDS_PER_CLASS", "ClassStep", "StepResult", "CaseResult", "evaluator_labels",
+__all__ = ["N_CLICKS", "SECONDS_PER_CLASS", "ClassStep", "StepResult", "CaseResult", "evaluator_labels", "add_next_clicks",
            "score_step", "auc", "run_case", "run_folder", "main"]
 
 N_CLICKS = 5
@@ -162,6 +162,18 @@ def auc(values: Sequence[float]) -> float:
     unit spacing (``cumulative_trapezoid(values[-5:], np.arange(5))[-1]``), between 0 and 4."""
     tail = np.asarray(values[-N_CLICKS:], np.float64)
     return float(integrate.cumulative_trapezoid(tail, np.arange(len(tail)))[-1])
+
+
+def add_next_clicks(segs_u8: np.ndarray, gts: np.ndarray, labels: Sequence[int], clicks: list[ClassClicks],
+                    order: list[list[ClickKind | None]]) -> list[Click | None]:
+    """The evaluator's next click per class on the prediction ``segs_u8``, added to each class's
+    ``clicks`` and recorded in its ``clicks_order`` (None for a class without error), in place."""
+    given = next_clicks(segs_u8, gts, labels)
+    for index, click in enumerate(given):
+        order[index].append(None if click is None else click.kind)
+        if click is not None:
+            clicks[index] = clicks[index].add(click.kind, click.zyx)
+    return given
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -293,11 +305,7 @@ def run_case(case: Path, gts_dir: Path | None, work: Path, build: CommandBuilder
                 # the last output, zeros when there is none (or, where the evaluator would stop, an unreadable one)
                 readable = result.steps[-1].output in ("new", "stale") and last_segs is not None
                 segs_u8 = last_segs.astype(np.uint8) if readable and last_segs is not None else np.zeros(shape, np.uint8)
-                given = next_clicks(segs_u8, data.gts, labels)
-                for index, click in enumerate(given):
-                    order[index].append(None if click is None else click.kind)
-                    if click is not None:
-                        clicks[index] = clicks[index].add(click.kind, click.zyx)
+                given = add_next_clicks(segs_u8, data.gts, labels, clicks, order)
                 write_interactive_case(target, data.imgs, data.spacing, boxes=data.boxes, clicks=clicks,
                                        clicks_order=order, prev_pred=segs_u8,
                                        gts=data.gts if data.gts_in_input else None)
