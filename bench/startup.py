@@ -59,13 +59,12 @@ def _run_infer(case: Path, args: argparse.Namespace, work: Path) -> tuple[float,
 
 
 _PHASE = """
-import sys, time
+import time
 from pathlib import Path
-start = time.perf_counter()
 from {module} import {name}
-imported = time.perf_counter()
+start = time.perf_counter()
 {call}
-print(imported - start, time.perf_counter() - imported)
+print(time.perf_counter() - start)
 """
 
 
@@ -73,7 +72,7 @@ def _phase(module: str, name: str, call: str) -> float:
     """Seconds of ``call`` in a fresh process, after its import."""
     code = _PHASE.format(module=module, name=name, call=call)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
-    return float(out.stdout.split()[1])
+    return float(out.stdout)
 
 
 def main() -> int:

@@ -253,7 +253,7 @@ def _refine_class(cache: EmbeddingCache, segs: np.ndarray, label: int, clicks: _
         prompt_box = _grown_box(_tight(prior), points, point_labels, pad, shape) if prior.any() else None
     mask_in = predictor.mask_prompt(before, options.mask_scale) if options.mask_prompt and before.any() else None
     new = _decode(predictor, Prompt(points, point_labels, prompt_box, mask_in), options.refine_rounds)
-    if options.local_edits and (segs == label).any():  # with nothing to keep, propagate
+    if options.local_edits and (before.any() or (segs == label).any()):  # with nothing to keep, propagate
         x, y = (int(v) for v in clicks.zxy[-1, 1:])
         edited = _local_edit(before, _full(new, shape), y, x, bool(clicks.labels[-1]), options.edit_reach)
         _repaint(segs[z0], label, _tight(edited))
