@@ -30,13 +30,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from evaluation.metrics import score_case
 from infer import volume
 from infer.boxes import prepare_boxes
 from infer.postprocess import RegionMask
-from infer.predictor import SlicePredictor
+from infer.predictor import Prompt, SlicePredictor
 # bench/ is no package: a script's own folder comes first on sys.path, so the scripts import each other by module name.
 from official_accuracy import add_common_arguments, memo_predictor, prompts_may_leave_the_box, write_rows
 
@@ -62,6 +63,53 @@ def pick_among(fractions: tuple[float, ...]) -> Iterator[None]:
             prompts = [track.prompt, track.home] + [(1 - f) * track.prompt + f * track.home for f in fractions]
             found, iou = predictor.predict_scored(np.stack(prompts))
             masks.append(found[int(np.argmax(iou))])
+        return masks
+
+    volume._decode = decode
+    try:
+        yield
+    finally:
+        volume._decode = original
+
+
+@contextlib.contextmanager
+def previous_mask_prompt(home_too: bool, pick: bool = True, scale: float = 8.0, logits: bool = False,
+                         erode: int = 0, plain_too: bool = False) -> Iterator[None]:
+    """The propagated box also carries the box's mask on the previous decoded slice as SAM's mask
+    prompt (points decoder): the binary mask as +-``scale`` logits (eroded by ``erode`` pixels
+    first), or with ``logits`` the decoder's own low-res logits of that mask; with ``pick`` the 3D
+    box's xy (with that mask too when ``home_too``) is decoded beside it and the higher predicted
+    IoU wins; ``plain_too`` adds the propagated box without the mask as a third candidate. The
+    start slice has no previous mask."""
+    original = volume._decode
+    kept: dict[int, tuple] = {}  # id(mask) -> (mask, its low-res logits)
+
+    def decode(predictor, tracks, window, pick_iou):
+        if window is not None:
+            return original(predictor, tracks, window, pick_iou)
+        shape = (predictor.image_state.geometry.orig_h, predictor.image_state.geometry.orig_w)
+        none = np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
+        masks = []
+        for track in tracks:
+            prior = None
+            if track.last_mask is not None and logits:
+                prior = kept[id(track.last_mask)][1]
+            elif track.last_mask is not None:
+                full = np.zeros(shape, np.uint8)
+                track.last_mask.paint(full, 1)
+                if erode:
+                    full = cv2.erode(full, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8))
+                prior = predictor.mask_prompt(full, scale) if full.any() else None
+            prompts = [Prompt(*none, box=track.prompt, mask=prior)]
+            if pick:
+                prompts.append(Prompt(*none, box=track.home, mask=prior if home_too else None))
+            if plain_too and prior is not None:
+                prompts.append(Prompt(*none, box=track.prompt))
+            found, iou, low = predictor.predict_prompts(prompts)
+            best = int(np.argmax(iou))
+            masks.append(found[best])
+            if found[best] is not None:
+                kept[id(found[best])] = found[best], low[best]
         return masks
 
     volume._decode = decode
@@ -119,6 +167,17 @@ VARIANTS: list[Variant] = [
     Variant("pick iou among prompt, 0.5, home", rule=R(pick="iou"), context=lambda: pick_among((0.5,))),
     Variant("pick iou among prompt, 0.25, 0.5, 0.75, home", rule=R(pick="iou"),
             context=lambda: pick_among((0.25, 0.5, 0.75))),
+    Variant("previous mask prompt", context=lambda: previous_mask_prompt(False, pick=False)),
+    Variant("pick iou, previous mask prompt", rule=R(pick="iou"), context=lambda: previous_mask_prompt(False)),
+    Variant("pick iou, previous mask prompt on both", rule=R(pick="iou"), context=lambda: previous_mask_prompt(True)),
+    Variant("pick iou, previous mask prompt x4", rule=R(pick="iou"), context=lambda: previous_mask_prompt(False, scale=4.0)),
+    Variant("pick iou, previous mask prompt x2", rule=R(pick="iou"), context=lambda: previous_mask_prompt(False, scale=2.0)),
+    Variant("pick iou, previous logits prompt", rule=R(pick="iou"), context=lambda: previous_mask_prompt(False, logits=True)),
+    Variant("pick iou, previous mask eroded 2 prompt", rule=R(pick="iou"), context=lambda: previous_mask_prompt(False, erode=2)),
+    Variant("pick iou among prompt, prompt + mask x2, home", rule=R(pick="iou"),
+            context=lambda: previous_mask_prompt(False, scale=2.0, plain_too=True)),
+    Variant("pick iou among prompt, prompt + mask x4, home", rule=R(pick="iou"),
+            context=lambda: previous_mask_prompt(False, scale=4.0, plain_too=True)),
     Variant("oracle, zoom c2", rule=R(zoom_context=2.0), kind="oracle"),
     Variant("zoom c2 m3", rule=R(zoom_context=2.0)),
     Variant("zoom c2 blend 1 (= home)", rule=R(zoom_context=2.0, blend=1.0)),

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ["evaluation/compute_metrics.py", "evaluation/time_eval.py", "train/train_one_gpu.py",
            "train/train_multi_gpus.py", "bench/bench_infer.py", "bench/bench_metrics.py", "bench/bench_models.py",
            "bench/official_accuracy.py", "bench/convert_roundtrip.py", "bench/propagation_study.py",
-           "bench/encoder_profile.py", "bench/encoder_ab.py", "bench/cost_3d.py", "bench/click_study.py",
+           "bench/graph_profile.py", "bench/encoder_ab.py", "bench/cost_3d.py", "bench/click_study.py",
            "bench/startup.py"]
 
 

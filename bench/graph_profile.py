@@ -1,7 +1,8 @@
-"""Per-layer profile of an OpenVINO encoder IR on this CPU (OpenVINO's PERF_COUNT).
+"""Per-layer profile of an OpenVINO encoder or box-decoder IR on this CPU (OpenVINO's PERF_COUNT).
 
 Compiles the IR as ``infer.session`` does (f32, latency hint, one stream) plus ``PERF_COUNT``,
-runs a few inferences on a random image, and prints the CPU flags that pick OpenVINO's kernels,
+runs a few inferences on a random image (encoder) or a random embedding and ``--batch`` random
+boxes (decoder: its second input, (B, 4) in model pixels), and prints the CPU flags that pick OpenVINO's kernels,
 the load average (the machine may be shared), the OpenVINO version, the wall time per call, the
 time per layer type (summed over the graph, median over calls) and the slowest nodes.
 
@@ -31,19 +32,26 @@ def profile(model: Path, threads: int, runs: int, batch: int = 1) -> tuple[list[
     """Wall ms per call and, per call, node name -> (layer type, kernel, ms) of the nodes that ran."""
     core = ov.Core()
     graph = core.read_model(model)
+    rng = np.random.default_rng(0)
     shape = [batch, *list(graph.input(0).get_partial_shape().get_min_shape())[1:]]
-    if graph.input(0).get_partial_shape().is_dynamic:
+    if len(graph.inputs) == 2:  # a box decoder: one embedding, (batch, 4) XYXY boxes
+        shape[0] = 1
+        boxes = np.sort(rng.uniform(0, 256, (batch, 2, 2)), axis=1).reshape(batch, 4).astype(np.float32)  # min, max corner
+        graph.reshape({0: shape, 1: [batch, 4]})
+    elif graph.input(0).get_partial_shape().is_dynamic:
         graph.reshape({0: shape})  # a dynamic batch axis: compile for this batch, with static shapes
     compiled = core.compile_model(graph, "CPU", {
         "PERF_COUNT": "YES", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
         "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
     request = compiled.create_infer_request()
-    image = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
-    request.infer({0: image})  # warm-up
+    feeds = {0: rng.uniform(0, 1, shape).astype(np.float32)}
+    if len(graph.inputs) == 2:
+        feeds[1] = boxes
+    request.infer(feeds)  # warm-up
     walls, nodes = [], []
     for _ in range(runs):
         start = time.perf_counter()
-        request.infer({0: image})
+        request.infer(feeds)
         walls.append((time.perf_counter() - start) * 1e3)
         nodes.append({p.node_name: (p.node_type, p.exec_type, p.real_time.total_seconds() * 1e3)
                       for p in request.get_profiling_info() if p.status == p.Status.EXECUTED})
@@ -55,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=REPO / "work_dir/litemedsam/encoder.xml")
     p.add_argument("--threads", type=int, default=host_threads())
     p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--batch", type=int, default=1, help="images per call (an IR with a dynamic batch axis, or one of that batch)")
+    p.add_argument("--batch", type=int, default=1, help="images per call (an encoder IR with a dynamic batch axis, or one of that batch); boxes per call for a decoder")
     p.add_argument("--top", type=int, default=20)
     args = p.parse_args(argv)
 
