@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=REPO / "work_dir/litemedsam/encoder.xml")
     p.add_argument("--threads", type=int, default=host_threads())
     p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--batch", type=int, default=1, help="images per call (an encoder IR with a dynamic batch axis, or one of that batch); boxes per call for a decoder")
+    p.add_argument("--batch", type=int, default=1,
+                   help="images per call (an encoder IR with a dynamic batch axis, or one of that batch); boxes for a decoder")
     p.add_argument("--top", type=int, default=20)
     args = p.parse_args(argv)
 
