@@ -7,9 +7,11 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from train.checkpoint import CheckpointError, load_state_dict
 from train.models import ARCHITECTURES, build_model, get_architecture, parameter_count
+from train.models.sam_heads import token_masks
 
 # docs/reference_systems.md section 2.1 and section 2.5: parameters per part, state_dict tensors per prefix.
 EXPECTED = {
@@ -266,3 +268,28 @@ def test_batched_decoding_equals_one_box_at_a_time(name):
     assert masks.shape == (4, m, 256, 256) and iou.shape == (4, m)
     # Different boxes must give different masks (the prompt reaches the output).
     assert (masks[0] - masks[1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["litemedsam", "efficientsam_vitt"])
+def test_one_embedding_for_all_boxes_equals_one_embedding_per_box(name):
+    """Inference passes one (1, C, h, w) embedding for B boxes, which the decoder broadcasts;
+    training passes B embeddings. Both must give the same masks."""
+    model = build_model(name)
+    _randomise(model, seed=6)
+    embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(7))
+    boxes = torch.tensor([[10, 10, 80, 90], [0, 0, 255, 255], [100, 50, 140, 60]], dtype=torch.float32)
+    with torch.no_grad():
+        shared = model.decode(embedding, boxes)
+        per_box = model.decode(embedding.repeat(3, 1, 1, 1), boxes)
+    for a, b in zip(shared, per_box):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_token_masks_are_the_hypernetwork_dot_products():
+    torch.manual_seed(8)
+    hypernetworks = nn.ModuleList(nn.Linear(16, 8) for _ in range(4))
+    upscaled, tokens = torch.randn(2, 8, 12, 10), torch.randn(2, 4, 16)
+    for chosen in (range(1), range(1, 4)):
+        masks = token_masks(upscaled, hypernetworks, tokens, chosen)
+        hyper = torch.stack([hypernetworks[i](tokens[:, i]) for i in chosen], dim=1)
+        torch.testing.assert_close(masks, torch.einsum("bmc,bcyx->bmyx", hyper, upscaled), rtol=1e-5, atol=1e-5)

@@ -31,7 +31,9 @@ from train.export_verify import TOLERANCE, VerificationError, verify_folder
 from train.models import ARCHITECTURES, Architecture, PromptableSegmenter, get_architecture, parameter_count
 from train.train_checkpoint import recorded_arch
 
-EXPORTER_VERSION = "1.1"  # 1.1: TinyViT graphs without the transposes around local_conv (docs/encoder_speed.md)
+# 1.1: TinyViT graphs without the transposes around local_conv; 1.2: decoder graphs that compute
+# the image side once per call, not per prompt (docs/encoder_speed.md)
+EXPORTER_VERSION = "1.2"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from train.models.layers import RandomFourierPE, TwoWayTransformer, embedding_neck
-from train.models.sam_heads import decode_tokens
+from train.models.sam_heads import chosen_tokens, decode_tokens, token_masks
 
 MAX_POINTS = 6
 PRETRAIN_GRID = 224 // 16
@@ -173,9 +173,6 @@ class MaskDecoder(nn.Module):
                                                     image_embeddings, image_pe, sparse)
         for layer in self.final_output_upscaling_layers:
             upscaled = layer(upscaled)
-        hyper = torch.stack([mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
-        b, c, h, w = upscaled.shape
-        masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-        iou = self.iou_prediction_head(iou_out)
-        chosen = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, chosen], iou[:, chosen]
+        chosen = chosen_tokens(multimask_output, self.num_mask_tokens)
+        masks = token_masks(upscaled, self.output_hypernetworks_mlps, mask_out, chosen)
+        return masks, self.iou_prediction_head(iou_out)[:, chosen.start:chosen.stop]

@@ -118,7 +118,9 @@ class TwoWayTransformer(nn.Module):
 
     def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
                 point_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """image_embedding, image_pe (B, C, h, w); point_embedding (B, T, C) -> (tokens, image tokens)."""
+        """image_embedding, image_pe (1 or B, C, h, w); point_embedding (B, T, C) -> (tokens, image
+        tokens (B, hw, C)). An image of batch 1 is broadcast, not copied: its token view and the
+        first image-side projections are computed once for all B prompts (in an export as well)."""
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = point_embedding

@@ -114,10 +114,28 @@ def decode_tokens(transformer: nn.Module, iou_token: nn.Embedding, mask_tokens: 
     b = sparse.shape[0]
     output_tokens = torch.cat([iou_token.weight, mask_tokens.weight], dim=0)
     tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
-    src = image_embeddings.expand(b, -1, -1, -1) if image_embeddings.shape[0] == 1 else image_embeddings
-    _, c, h, w = src.shape
-    hs, keys = transformer(src, image_pe.expand(b, -1, -1, -1), tokens)
-    return hs[:, 0], hs[:, 1:1 + mask_tokens.num_embeddings], keys.transpose(1, 2).reshape(b, c, h, w)
+    _, c, h, w = image_embeddings.shape
+    hs, keys = transformer(image_embeddings, image_pe, tokens)
+    # A permuted (b, h, w, c) view, not a transpose of the tokens: the runtime keeps the upscaling
+    # channels-last instead of moving the map (docs/encoder_speed.md, the decoder).
+    return hs[:, 0], hs[:, 1:1 + mask_tokens.num_embeddings], keys.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def chosen_tokens(multimask_output: bool, count: int) -> range:
+    """The mask tokens a decoder returns: 1..count-1 (SAM's multimask outputs) or 0 (the single mask)."""
+    return range(1, count) if multimask_output else range(1)
+
+
+def token_masks(upscaled: torch.Tensor, hypernetworks: nn.ModuleList, mask_out: torch.Tensor,
+                chosen: range) -> torch.Tensor:
+    """(B, M, H, W) logits of the ``chosen`` mask tokens: each token's hypernetwork output dotted
+    with every pixel of the upscaled (B, C, H, W) map. Only the tokens returned are computed, on
+    the map's channels-last view, so the runtime neither reorders the map nor multiplies unused
+    tokens (docs/encoder_speed.md, the decoder)."""
+    hyper = torch.stack([hypernetworks[i](mask_out[:, i]) for i in chosen], dim=1)
+    b, c, h, w = upscaled.shape
+    pixels = upscaled.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    return (pixels @ hyper.transpose(1, 2)).transpose(1, 2).reshape(b, len(chosen), h, w)
 
 
 class MaskDecoder(nn.Module):
@@ -149,10 +167,6 @@ class MaskDecoder(nn.Module):
         masks (B, M, 4h, 4w) logits and IoU (B, M); M = 1 (token 0) or 3 (tokens 1..3)."""
         iou_out, mask_out, src = decode_tokens(self.transformer, self.iou_token, self.mask_tokens,
                                                image_embeddings + dense, image_pe, sparse)
-        upscaled = self.output_upscaling(src)
-        hyper = torch.stack([mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
-        b, c, h, w = upscaled.shape
-        masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-        iou = self.iou_prediction_head(iou_out)
-        chosen = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, chosen], iou[:, chosen]
+        chosen = chosen_tokens(multimask_output, self.num_mask_tokens)
+        masks = token_masks(self.output_upscaling(src), self.output_hypernetworks_mlps, mask_out, chosen)
+        return masks, self.iou_prediction_head(iou_out)[:, chosen.start:chosen.stop]
