@@ -132,9 +132,10 @@ def _autocast(device: torch.device, precision: str):
 
 
 def _unreachable_parameters(model: PromptableSegmenter, size: int, clicks: bool = False) -> set[str]:
-    """Parameters a box-prompted forward never uses (point and mask prompt embeddings; with
-    ``clicks``, those a point-and-mask forward does not use either): frozen, so AdamW leaves them
-    alone and DDP needs no ``find_unused_parameters``."""
+    """Parameters a box-prompted forward never uses (point and mask prompt embeddings, the
+    hypernetworks of mask tokens the model does not return; with ``clicks``, those a
+    point-and-mask forward does not use either): frozen, so AdamW leaves them alone and DDP
+    needs no ``find_unused_parameters``."""
     was_training = model.training
     model.eval()
     named = [(n, p) for n, p in model.named_parameters()]
