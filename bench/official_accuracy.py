@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from unittest import mock
 import csv
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +47,6 @@ def memo_predictor(args: argparse.Namespace) -> SlicePredictor:
 def prompts_may_leave_the_box() -> Iterator[None]:
     """The propagation rule before the keep-inside-the-3D-box rule: the grown mask box, clipped to
     the image only."""
-    original = volume._next_prompt
 
     def unclipped(mask, home, margin, shape, rule=None):
         if mask is None:
@@ -55,11 +55,8 @@ def prompts_may_leave_the_box() -> Iterator[None]:
         prompt = np.array(mask.bbox(), np.float64) + grow
         return np.clip(prompt, 0.0, [shape[1] - 1.0, shape[0] - 1.0] * 2)
 
-    volume._next_prompt = unclipped
-    try:
+    with mock.patch.object(volume, "_next_prompt", unclipped):
         yield
-    finally:
-        volume._next_prompt = original
 
 
 Variant = tuple[str, str, str, float, Callable[[], contextlib.AbstractContextManager], tuple[str, ...]]

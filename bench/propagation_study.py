@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from unittest import mock
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +66,8 @@ def pick_among(fractions: tuple[float, ...]) -> Iterator[None]:
             masks.append(found[int(np.argmax(iou))])
         return masks
 
-    volume._decode = decode
-    try:
+    with mock.patch.object(volume, "_decode", decode):
         yield
-    finally:
-        volume._decode = original
 
 
 @contextlib.contextmanager
@@ -112,11 +110,8 @@ def previous_mask_prompt(home_too: bool, pick: bool = True, scale: float = 8.0, 
                 kept[id(found[best])] = found[best], low[best]
         return masks
 
-    volume._decode = decode
-    try:
+    with mock.patch.object(volume, "_decode", decode):
         yield
-    finally:
-        volume._decode = original
 
 
 @dataclass(frozen=True)
