@@ -224,10 +224,16 @@ def test_an_interrupted_measurement_kills_the_command_it_started(tmp_path):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
 
+    # Ctrl-C as a terminal delivers it, even where this run was started with SIGINT ignored
+    # (nohup ... & without job control).
+    caller_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     started = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        run_measured(command, tmp_path / "log")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_measured(command, tmp_path / "log")
+    finally:
+        signal.signal(signal.SIGINT, caller_handler)
     assert time.perf_counter() - started < 30
     child = Path(f"/proc/{pid_file.read_text()}/stat")
 
