@@ -34,19 +34,18 @@ def profile(model: Path, threads: int, runs: int, batch: int = 1) -> tuple[list[
     graph = core.read_model(model)
     rng = np.random.default_rng(0)
     shape = [batch, *list(graph.input(0).get_partial_shape().get_min_shape())[1:]]
-    if len(graph.inputs) == 2:  # a box decoder: one embedding, (batch, 4) XYXY boxes
+    feeds = {}
+    if len(graph.inputs) == 2:  # a box decoder: one embedding, (batch, 4) XYXY boxes (min corner, max corner)
         shape[0] = 1
-        boxes = np.sort(rng.uniform(0, 256, (batch, 2, 2)), axis=1).reshape(batch, 4).astype(np.float32)  # min, max corner
+        feeds[1] = np.sort(rng.uniform(0, 256, (batch, 2, 2)), axis=1).reshape(batch, 4).astype(np.float32)
         graph.reshape({0: shape, 1: [batch, 4]})
     elif graph.input(0).get_partial_shape().is_dynamic:
         graph.reshape({0: shape})  # a dynamic batch axis: compile for this batch, with static shapes
+    feeds[0] = rng.uniform(0, 1, shape).astype(np.float32)
     compiled = core.compile_model(graph, "CPU", {
         "PERF_COUNT": "YES", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
         "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
     request = compiled.create_infer_request()
-    feeds = {0: rng.uniform(0, 1, shape).astype(np.float32)}
-    if len(graph.inputs) == 2:
-        feeds[1] = boxes
     request.infer(feeds)  # warm-up
     walls, nodes = [], []
     for _ in range(runs):

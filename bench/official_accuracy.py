@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from unittest import mock
 import csv
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from unittest import mock
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
